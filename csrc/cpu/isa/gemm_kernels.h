@@ -1,0 +1,42 @@
+// The interface between the GEMM driver (csrc/cpu/gemm.cpp) and the SIMD
+// microkernels, one set per instruction set (gemm_generic/avx2/avx512.cpp).
+//
+// Matrices are addressed by strides so one kernel serves all four transpose
+// combinations: element (i, k) of op(A) is a[i*rs + k*cs].
+#pragma once
+#include <cstdint>
+
+namespace fastnn {
+
+struct GemmKernels {
+  const char* name;
+  int mr, nr;      // register tile: mr rows of C by nr columns (nr in vector lanes)
+  int kc, nc;      // cache blocking: a packed kc x nc block of B stays in L2
+
+  // Packs rows [0, m) (m <= mr), k in [0, kc) of op(A) into one micro-panel
+  // ap[k*mr + i], rows m..mr-1 zero.
+  void (*pack_a)(int64_t m, int64_t kc, const float* a, int64_t rs, int64_t cs, float* ap);
+
+  // Packs columns [0, n), k in [0, kc) of op(B) into ceil(n/nr) micro-panels
+  // bp[p*kc*nr + k*nr + j], columns past n zero.
+  void (*pack_b)(int64_t kc, int64_t n, const float* b, int64_t rs, int64_t cs, float* bp);
+
+  // One register tile, C[0:m, 0:n] = alpha * A B + beta * C (C is not read
+  // when beta == 0), m <= mr, n <= nr.
+  // B row k is b + k*b_rs and must hold nr readable floats (padded panels or
+  // full columns). A is a packed micro-panel (tile_packed) or read in place
+  // through strides (tile_strided), rows [0, m) only.
+  void (*tile_packed)(int64_t kc, const float* ap, const float* b, int64_t b_rs, float* c,
+                      int64_t ldc, int64_t m, int64_t n, float alpha, float beta);
+  void (*tile_strided)(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
+                       int64_t b_rs, float* c, int64_t ldc, int64_t m, int64_t n, float alpha,
+                       float beta);
+};
+
+const GemmKernels& gemm_kernels_generic();
+#ifdef FASTNN_HAVE_X86_ISA
+const GemmKernels& gemm_kernels_avx2();
+const GemmKernels& gemm_kernels_avx512();
+#endif
+
+}  // namespace fastnn

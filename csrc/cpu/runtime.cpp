@@ -1,0 +1,135 @@
+#include "fastnn/runtime.h"
+
+#include <atomic>
+#include <cstdlib>
+
+#include "fastnn/check.h"
+#include "fastnn/parallel.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define FASTNN_X86 1
+#endif
+
+namespace fastnn {
+
+// ------------------------------------------------------------------ threads
+
+namespace {
+std::atomic<int> g_threads{0};  // 0: not chosen yet
+}
+
+int get_num_threads() {
+  int n = g_threads.load(std::memory_order_relaxed);
+  if (n > 0) return n;
+#ifdef FASTNN_OPENMP
+  n = omp_get_max_threads();  // honours OMP_NUM_THREADS
+#else
+  n = 1;
+#endif
+  return n < 1 ? 1 : n;
+}
+
+void set_num_threads(int n) {
+  FASTNN_CHECK(n >= 1, "set_num_threads: n must be >= 1, got ", n);
+  g_threads.store(n, std::memory_order_relaxed);
+}
+
+bool openmp_enabled() {
+#ifdef FASTNN_OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+void enable_flush_to_zero() {
+#ifdef FASTNN_X86
+  _mm_setcsr(_mm_getcsr() | 0x8040);  // FTZ (bit 15) | DAZ (bit 6)
+#endif
+}
+
+// ------------------------------------------------------------------ ISA
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::avx512: return "avx512";
+    case Isa::avx2: return "avx2";
+    default: return "generic";
+  }
+}
+
+Isa parse_isa(const std::string& name) {
+  if (name == "generic") return Isa::generic;
+  if (name == "avx2") return Isa::avx2;
+  if (name == "avx512") return Isa::avx512;
+  throw std::invalid_argument("isa: expected one of 'generic', 'avx2', 'avx512', got '" +
+                              name + "'");
+}
+
+Isa best_supported_isa() {
+#if defined(FASTNN_X86) && defined(FASTNN_HAVE_X86_ISA)
+  __builtin_cpu_init();
+  // The OS must also save the wide registers (XSAVE state), which
+  // __builtin_cpu_supports checks for avx2/avx512f on current GCC and Clang.
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("fma"))
+    return Isa::avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
+#endif
+  return Isa::generic;
+}
+
+namespace {
+Isa initial_isa() {
+  const Isa best = best_supported_isa();
+  const char* env = std::getenv("FASTNN_ISA");
+  if (env == nullptr || *env == '\0') return best;
+  Isa want;
+  try {
+    want = parse_isa(env);
+  } catch (const std::exception&) {
+    return best;  // an unknown value must not break import; build_info shows the choice
+  }
+  return int(want) <= int(best) ? want : best;
+}
+std::atomic<int> g_isa{-1};
+}  // namespace
+
+Isa active_isa() {
+  int v = g_isa.load(std::memory_order_relaxed);
+  if (v < 0) {
+    v = int(initial_isa());
+    g_isa.store(v, std::memory_order_relaxed);
+  }
+  return Isa(v);
+}
+
+void set_active_isa(Isa isa) {
+  FASTNN_CHECK(int(isa) <= int(best_supported_isa()), "isa: this CPU cannot run '",
+               isa_name(isa), "' (best supported: '", isa_name(best_supported_isa()), "')");
+  g_isa.store(int(isa), std::memory_order_relaxed);
+}
+
+// ------------------------------------------------------------------ build
+
+const char* version() {
+#ifdef FASTNN_VERSION
+  return FASTNN_VERSION;
+#else
+  return "unknown";
+#endif
+}
+
+const char* compiler() {
+#if defined(__clang__)
+  return "clang " __clang_version__;
+#elif defined(__GNUC__)
+  return "gcc " __VERSION__;
+#else
+  return "unknown";
+#endif
+}
+
+}  // namespace fastnn

@@ -1,0 +1,18 @@
+// Process-wide run-time facts: the SIMD path, threads, build information.
+#pragma once
+#include <string>
+
+namespace fastnn {
+
+enum class Isa { generic = 0, avx2 = 1, avx512 = 2 };
+
+const char* isa_name(Isa isa);
+Isa best_supported_isa();       // from CPUID
+Isa active_isa();                // FASTNN_ISA if set (and supported), else the best
+void set_active_isa(Isa isa);    // throws if this CPU cannot run it
+Isa parse_isa(const std::string& name);  // throws on an unknown name
+
+const char* version();
+const char* compiler();
+
+}  // namespace fastnn

@@ -1,0 +1,31 @@
+"""fastnn: deep learning for Python on hand-written C++ (and CUDA) kernels."""
+from . import _C
+from . import cuda
+from . import kernels
+
+__version__ = _C.build_info()["version"]
+
+
+def set_num_threads(n):
+    """Sets how many threads the CPU kernels use (OMP_NUM_THREADS sets the default)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads: argument 'n' must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"set_num_threads: argument 'n' must be >= 1, got {n}")
+    _C.set_num_threads(n)
+
+
+def get_num_threads():
+    """The number of threads the CPU kernels use."""
+    return _C.get_num_threads()
+
+
+def build_info():
+    """How this fastnn was built and what it runs on, as a dict."""
+    info = dict(_C.build_info())
+    info["cuda_built"] = cuda.is_built()
+    info["gpu_found"] = cuda.is_available()
+    return info
+
+
+__all__ = ["build_info", "cuda", "get_num_threads", "kernels", "set_num_threads"]
