@@ -3,6 +3,8 @@
 #include "fastnn/gemm.h"
 
 #include <algorithm>
+#include <chrono>
+#include <vector>
 #include <cstdlib>
 #include <memory>
 
@@ -31,6 +33,10 @@ struct Operand {
 };
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Floats of op(B) that stay in L2 (512 KiB per core on Zen 3) next to the
+// strip of A and the C tile: such a B is used as one block.
+constexpr int64_t kSmallB = 64 * 1024;
 
 // C = beta * C, never reading C when beta == 0.
 void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
@@ -77,85 +83,106 @@ inline void part(int64_t n, int t, int parts, int64_t& b, int64_t& e) {
   e = n * (t + 1) / parts;
 }
 
-// Whole op(B) fits in L2: no K blocking; A is read in place unless
-// transposed, B in place when its rows are contiguous.
-void gemm_small(const GemmKernels& kr, int nt, int64_t M, int64_t N, int64_t K, float alpha,
-                Operand a, Operand b, float beta, float* C, int64_t ldc) {
-  const int64_t MR = kr.mr, NR = kr.nr;
-  const int64_t strips = ceil_div(M, MR), panels = ceil_div(N, NR);
-  // Panels of B that are used in place (row-contiguous, full width); the
-  // rest (transposed B, or the last partial panel) are packed once.
-  const bool b_in_place = b.cs == 1;
-  const int64_t full_panels = b_in_place ? N / NR : 0;
-  const int64_t packed_panels = panels - full_panels;
-  float* bp = nullptr;
-  if (packed_panels > 0) {
-    bp = workspace(Slot::gemm_b, checked_mul(checked_mul(packed_panels, K), NR));
-    kr.pack_b(K, N - full_panels * NR, b.p + full_panels * NR * b.cs, b.rs, b.cs, bp);
+// N narrower than one register tile: dot products along K. Needs rows of
+// op(A) and columns of op(B) contiguous in k; copies whichever is not.
+void gemm_narrow(const GemmKernels& kr, int nt, int64_t M, int64_t N, int64_t K, float alpha,
+                 Operand a, Operand b, float beta, float* C, int64_t ldc) {
+  const float* ap = a.p;
+  int64_t lda = a.rs;
+  if (a.cs != 1) {  // op(A) = A^T: gather its rows
+    float* buf = workspace(Slot::gemm_a, checked_mul(M, K));
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t k = 0; k < K; ++k) buf[i * K + k] = a.p[i * a.rs + k * a.cs];
+    ap = buf;
+    lda = K;
   }
-  int tm, tn;
-  split_grid(strips, panels, nt, tm, tn);
-  parallel_region(tm * tn, [&](int t, int) {
-    int64_t s0, s1, p0, p1;
-    part(strips, t / tn, tm, s0, s1);
-    part(panels, t % tn, tn, p0, p1);
-    for (int64_t s = s0; s < s1; ++s) {
-      const int64_t i = s * MR, m = std::min(MR, M - i);
-      const float* ai = a.p + i * a.rs;
-      for (int64_t p = p0; p < p1; ++p) {
-        const int64_t j = p * NR, n = std::min(NR, N - j);
-        float* c = C + i * ldc + j;
-        if (p < full_panels)
-          kr.tile_strided(K, ai, a.rs, a.cs, b.p + j, b.rs, c, ldc, m, n, alpha, beta);
-        else
-          kr.tile_strided(K, ai, a.rs, a.cs, bp + (p - full_panels) * K * NR, NR, c, ldc, m, n,
-                          alpha, beta);
-      }
+  const float* bt = b.p;
+  int64_t ldbt = b.cs;
+  if (b.rs != 1) {  // op(B) = B: gather its columns
+    float* buf = workspace(Slot::gemm_b, checked_mul(N, K));
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t j = 0; j < N; ++j) buf[j * K + k] = b.p[k * b.rs + j * b.cs];
+    bt = buf;
+    ldbt = K;
+  }
+  const int64_t DR = kr.dr, DC = kr.dc;
+  const int64_t pairs = ceil_div(M, DR);
+  parallel_for(pairs, nt, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t i = p * DR, m = std::min(DR, M - i);
+      for (int64_t j = 0; j < N; j += DC)
+        kr.tile_dot(K, ap + i * lda, lda, bt + j * ldbt, ldbt, C + i * ldc + j, ldc, m,
+                    std::min(DC, N - j), alpha, beta);
     }
   });
 }
 
-// The five loops: jc over NC columns, pc over KC of K (B block packed by all
-// threads together, then it stays in L2), then the tiles of that block split
-// over the threads; each thread packs its MR x KC panel of A (L1) and runs
-// it against every NR panel of B it owns.
+// The loops around the microkernel (Goto / BLIS). jc over NC columns and
+// pc over KC of K select a block of op(B), packed into NR-wide micro-panels
+// by all threads together (it is streamed from L2/L3; when the whole of a
+// row-major B is small it is used in place, unpacked). The MR-row strips of
+// C and the micro-panels of the block are split over a thread grid; each
+// thread runs each of its strips of A against every micro-panel it owns, so
+// the strip stays in L1. A strip is read in place when the rows of op(A)
+// are contiguous, else packed first.
 void gemm_blocked(const GemmKernels& kr, int nt, int64_t M, int64_t N, int64_t K, float alpha,
                   Operand a, Operand b, float beta, float* C, int64_t ldc) {
-  const int64_t MR = kr.mr, NR = kr.nr, KC = kr.kc;
-  const int64_t NC = std::min<int64_t>(kr.nc, ceil_div(N, NR) * NR);
+  const int64_t MR = kr.mr, NR = kr.nr;
+  // B small enough to stay in L2 whole: one block, no K blocking, and no
+  // packing when its rows are contiguous (but for a partial last panel).
+  const bool one_block = K * N <= kSmallB;
+  const int64_t KC = one_block ? K : std::min<int64_t>(kr.kc, K);
+  const int64_t NC = one_block ? N : std::min(kr.nc / NR * NR, ceil_div(N, NR) * NR);
+  const bool b_in_place = one_block && b.cs == 1;
+  const bool a_in_place = a.cs == 1;
+  const int64_t full_in_place = b_in_place ? N / NR : 0;  // panels read straight from B
+  float* bp = nullptr;
+  if (full_in_place * NR < N)
+    bp = workspace(Slot::gemm_b, checked_mul(KC, ceil_div(NC, NR) * NR));
   const int64_t strips = ceil_div(M, MR);
-  float* bp = workspace(Slot::gemm_b, checked_mul(KC, NC));
+
   parallel_region(nt, [&](int t, int nt_actual) {
-    float* ap = workspace(Slot::gemm_a, MR * KC);
+    float* ap = a_in_place ? nullptr : workspace(Slot::gemm_a, checked_mul(MR, KC));
     for (int64_t jc = 0; jc < N; jc += NC) {
       const int64_t nc = std::min(NC, N - jc);
       const int64_t panels = ceil_div(nc, NR);
+      const int64_t packed0 = std::min(full_in_place, panels);  // first packed panel
       int tm, tn;
       split_grid(strips, panels, nt_actual, tm, tn);
+      int64_t s0, s1, p0, p1;
+      part(strips, t / tn, tm, s0, s1);
+      part(panels, t % tn, tn, p0, p1);
       for (int64_t pc = 0; pc < K; pc += KC) {
         const int64_t kc = std::min(KC, K - pc);
         const float beta_p = pc == 0 ? beta : 1.0f;
-        {  // pack this block of B, panels split over the threads
+        if (packed0 < panels) {  // pack this block of B, its panels split over the threads
           int64_t q0, q1;
-          part(panels, t, nt_actual, q0, q1);
+          part(panels - packed0, t, nt_actual, q0, q1);
+          q0 += packed0;
+          q1 += packed0;
           if (q0 < q1)
             kr.pack_b(kc, std::min(nc, q1 * NR) - q0 * NR,
-                      b.p + pc * b.rs + (jc + q0 * NR) * b.cs, b.rs, b.cs, bp + q0 * kc * NR);
+                      b.p + pc * b.rs + (jc + q0 * NR) * b.cs, b.rs, b.cs,
+                      bp + (q0 - packed0) * kc * NR);
+          barrier();
         }
-        barrier();
-        int64_t s0, s1, p0, p1;
-        part(strips, t / tn, tm, s0, s1);
-        part(panels, t % tn, tn, p0, p1);
         for (int64_t s = s0; s < s1; ++s) {
           const int64_t i = s * MR, m = std::min(MR, M - i);
-          kr.pack_a(m, kc, a.p + i * a.rs + pc * a.cs, a.rs, a.cs, ap);
+          const float* ai = a.p + i * a.rs + pc * a.cs;
+          if (!a_in_place) kr.pack_a(m, kc, ai, a.rs, a.cs, ap);
           for (int64_t p = p0; p < p1; ++p) {
             const int64_t j = p * NR, n = std::min(NR, nc - j);
-            kr.tile_packed(kc, ap, bp + p * kc * NR, NR, C + i * ldc + jc + j, ldc, m, n, alpha,
-                           beta_p);
+            float* c = C + i * ldc + jc + j;
+            const bool in_place = p < packed0;
+            const float* bj = in_place ? b.p + pc * b.rs + jc + j : bp + (p - packed0) * kc * NR;
+            const int64_t b_rs = in_place ? b.rs : NR;
+            if (a_in_place)
+              kr.tile_strided(kc, ai, a.rs, 1, bj, b_rs, c, ldc, m, n, alpha, beta_p);
+            else
+              kr.tile_packed(kc, ap, bj, b_rs, c, ldc, m, n, alpha, beta_p);
           }
         }
-        barrier();  // the B block is overwritten next
+        if (packed0 < panels) barrier();  // the B block is overwritten next
       }
     }
   });
@@ -174,11 +201,39 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
   const Operand a{A, trans_a ? 1 : lda, trans_a ? lda : 1};
   const Operand b{B, trans_b ? 1 : ldb, trans_b ? ldb : 1};
   const int nt = threads_for(M, N, K);
+  // A narrow C wastes most vector lanes in the register tile: dot products.
+  if (N < kr.nr && K >= 16)
+    gemm_narrow(kr, nt, M, N, K, alpha, a, b, beta, C, ldc);
   // B small enough to stay in L2 whole: skip blocking and most packing.
-  if (K * N <= int64_t(kr.kc) * kr.nc)
-    gemm_small(kr, nt, M, N, K, alpha, a, b, beta, C, ldc);
   else
     gemm_blocked(kr, nt, M, N, K, alpha, a, b, beta, C, ldc);
+}
+
+double peak_gflops(int threads, double seconds) {
+  FASTNN_CHECK(threads >= 1, "peak_gflops: threads must be >= 1, got ", threads);
+  const GemmKernels& kr = kernels_for(active_isa());
+  std::vector<double> flops(size_t(threads), 0.0);
+  std::vector<float> sink(size_t(threads) * 16, 0.0f);
+  using clock = std::chrono::steady_clock;
+  auto run = [&](int64_t iters) {
+    const auto t0 = clock::now();
+    parallel_region(threads, [&](int t, int) {
+      flops[size_t(t)] = kr.fma_probe(iters, &sink[size_t(t) * 16]);
+    });
+    const double s = std::chrono::duration<double>(clock::now() - t0).count();
+    double total = 0.0;
+    for (double f : flops) total += f;
+    return std::make_pair(total, s);
+  };
+  int64_t iters = 1 << 16;
+  auto r = run(iters);
+  while (r.second < seconds / 4) r = run(iters *= 2);  // warm up and size
+  double best = 0.0;
+  for (int rep = 0; rep < 4; ++rep) {
+    r = run(iters);
+    best = std::max(best, r.first / r.second);
+  }
+  return best / 1e9;
 }
 
 void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,

@@ -19,4 +19,8 @@ void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
                     float* C, int64_t ldc);
 
+// The machine's measured FMA peak in GFLOP/s on `threads` threads with the
+// active instruction set: independent FMA chains for about `seconds`.
+double peak_gflops(int threads, double seconds);
+
 }  // namespace fastnn

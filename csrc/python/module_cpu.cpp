@@ -23,26 +23,35 @@ std::string shape_str(const py::array& x) {
 
 // A float32 matrix as (pointer, transposed?, leading dimension) without
 // copying: row-major, or column-major (a transposed view) read as its
-// transpose.
+// transpose. Anything else is copied to row-major into `keep`.
 struct Matrix {
   const float* p;
   int64_t rows, cols;  // of the array as given
   bool transposed;     // the memory holds the transpose in row-major
   int64_t ld;
+  const char* begin() const { return reinterpret_cast<const char*>(p); }
+  const char* end() const {  // one past the last byte that may be read
+    const int64_t outer = transposed ? cols : rows, inner = transposed ? rows : cols;
+    return reinterpret_cast<const char*>(p + (outer > 0 ? (outer - 1) * ld + inner : 0));
+  }
 };
 
-Matrix as_matrix(const py::array& x, const char* name) {
-  FASTNN_CHECK(x.ndim() == 2, "gemm: argument '", name, "' must be 2-D, got shape ",
+bool is_float32(const py::array& x) {
+  return x.dtype().kind() == 'f' && x.itemsize() == 4;
+}
+
+Matrix as_matrix(py::array& x, const char* fn, const char* name) {
+  FASTNN_CHECK(x.ndim() == 2, fn, ": argument '", name, "' must be 2-D, got shape ",
                shape_str(x));
-  if (!py::isinstance<py::array_t<float>>(x) || x.dtype().kind() != 'f' || x.itemsize() != 4)
-    throw py::type_error(str_cat("gemm: argument '", name, "' must be float32, got ",
+  if (!is_float32(x))
+    throw py::type_error(str_cat(fn, ": argument '", name, "' must be float32, got ",
                                  std::string(py::str(x.dtype()))));
   const int64_t r = x.shape(0), c = x.shape(1);
   const int64_t s0 = x.strides(0), s1 = x.strides(1);
   const auto* p = static_cast<const float*>(x.data());
   auto unit = [](int64_t stride, int64_t extent) { return stride == 4 || extent <= 1; };
-  auto ld_of = [](int64_t stride, int64_t fallback) {
-    return stride % 4 == 0 && stride / 4 >= fallback ? stride / 4 : int64_t(-1);
+  auto ld_of = [](int64_t stride, int64_t inner) {
+    return stride % 4 == 0 && stride / 4 >= inner ? stride / 4 : int64_t(-1);
   };
   if (unit(s1, c)) {
     const int64_t ld = r <= 1 ? std::max<int64_t>(c, 1) : ld_of(s0, c);
@@ -52,28 +61,54 @@ Matrix as_matrix(const py::array& x, const char* name) {
     const int64_t ld = c <= 1 ? std::max<int64_t>(r, 1) : ld_of(s1, r);
     if (ld > 0) return {p, r, c, true, ld};
   }
-  throw std::invalid_argument(str_cat("gemm: argument '", name,
-                                      "' must have one unit stride, got strides (", s0, ", ",
-                                      s1, ")"));
+  // strided both ways (or negative strides): work on a row-major copy
+  x = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(x);
+  if (!x) throw py::error_already_set();
+  return {static_cast<const float*>(x.data()), r, c, false, std::max<int64_t>(c, 1)};
 }
 
-py::array gemm_py(const py::array& a_arr, const py::array& b_arr, bool trans_a, bool trans_b,
-                  float alpha, float beta, py::array c_arr) {
-  const Matrix a = as_matrix(a_arr, "a"), b = as_matrix(b_arr, "b");
+bool overlaps(const Matrix& m, const char* lo, const char* hi) {
+  return m.begin() < hi && lo < m.end();
+}
+
+py::array gemm_py(py::array a_arr, py::array b_arr, bool trans_a, bool trans_b, float alpha,
+                  float beta, py::object c_obj) {
+  Matrix a = as_matrix(a_arr, "gemm", "a"), b = as_matrix(b_arr, "gemm", "b");
   const int64_t M = trans_a ? a.cols : a.rows, K = trans_a ? a.rows : a.cols;
   const int64_t Kb = trans_b ? b.cols : b.rows, N = trans_b ? b.rows : b.cols;
   FASTNN_CHECK(K == Kb, "gemm: inner dimensions differ: op(a) has shape (", M, ", ", K,
                ") and op(b) has shape (", Kb, ", ", N, ")");
-  FASTNN_CHECK(c_arr.ndim() == 2 && c_arr.shape(0) == M && c_arr.shape(1) == N,
-               "gemm: argument 'c' must have shape (", M, ", ", N, "), got ", shape_str(c_arr));
-  if (!py::isinstance<py::array_t<float>>(c_arr) || c_arr.dtype().kind() != 'f' ||
-      c_arr.itemsize() != 4)
-    throw py::type_error(str_cat("gemm: argument 'c' must be float32, got ",
-                                 std::string(py::str(c_arr.dtype()))));
-  FASTNN_CHECK(c_arr.writeable(), "gemm: argument 'c' must be writeable");
-  FASTNN_CHECK((c_arr.flags() & py::array::c_style) != 0,
-               "gemm: argument 'c' must be C-contiguous");
+  py::array c_arr;
+  if (c_obj.is_none()) {
+    c_arr = py::array_t<float>({M, N});
+    beta = 0.0f;
+  } else {
+    if (!py::isinstance<py::array>(c_obj))
+      throw py::type_error(str_cat("gemm: argument 'c' must be a numpy.ndarray, got ",
+                                   std::string(py::str(py::type::handle_of(c_obj).attr("__name__")))));
+    c_arr = py::reinterpret_borrow<py::array>(c_obj);
+    if (!is_float32(c_arr))
+      throw py::type_error(str_cat("gemm: argument 'c' must be float32, got ",
+                                   std::string(py::str(c_arr.dtype()))));
+    FASTNN_CHECK(c_arr.ndim() == 2 && c_arr.shape(0) == M && c_arr.shape(1) == N,
+                 "gemm: argument 'c' must have shape (", M, ", ", N, "), got ",
+                 shape_str(c_arr));
+    FASTNN_CHECK((c_arr.flags() & py::array::c_style) != 0,
+                 "gemm: argument 'c' must be C-contiguous");
+    FASTNN_CHECK(c_arr.writeable(), "gemm: argument 'c' must be writeable");
+  }
   float* c = static_cast<float*>(c_arr.mutable_data());
+  // The kernel reads a and b while it writes c: never let them overlap.
+  const char* c_lo = reinterpret_cast<const char*>(c);
+  const char* c_hi = c_lo + c_arr.nbytes();
+  if (overlaps(a, c_lo, c_hi)) {
+    a_arr = a_arr.attr("copy")();
+    a = as_matrix(a_arr, "gemm", "a");
+  }
+  if (overlaps(b, c_lo, c_hi)) {
+    b_arr = b_arr.attr("copy")();
+    b = as_matrix(b_arr, "gemm", "b");
+  }
   {
     py::gil_scoped_release release;
     // a memory holding the transpose flips the flag
@@ -83,9 +118,10 @@ py::array gemm_py(const py::array& a_arr, const py::array& b_arr, bool trans_a, 
   return c_arr;
 }
 
-py::array gemm_reference_py(const py::array& a_arr, const py::array& b_arr, bool trans_a,
-                            bool trans_b, float alpha, float beta, py::array c_arr) {
-  const Matrix a = as_matrix(a_arr, "a"), b = as_matrix(b_arr, "b");
+py::array gemm_reference_py(py::array a_arr, py::array b_arr, bool trans_a, bool trans_b,
+                            float alpha, float beta, py::array c_arr) {
+  const Matrix a = as_matrix(a_arr, "gemm_reference", "a");
+  const Matrix b = as_matrix(b_arr, "gemm_reference", "b");
   const int64_t M = trans_a ? a.cols : a.rows, K = trans_a ? a.rows : a.cols;
   const int64_t N = trans_b ? b.rows : b.cols;
   FASTNN_CHECK((trans_b ? b.cols : b.rows) == K, "gemm_reference: inner dimensions differ");
@@ -104,10 +140,15 @@ py::array gemm_reference_py(const py::array& a_arr, const py::array& b_arr, bool
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fastnn CPU kernels";
   m.def("gemm", &gemm_py, py::arg("a"), py::arg("b"), py::arg("trans_a"), py::arg("trans_b"),
-        py::arg("alpha"), py::arg("beta"), py::arg("c"),
+        py::arg("alpha"), py::arg("beta"), py::arg("c").none(true),
         "c = alpha * op(a) @ op(b) + beta * c on float32 arrays; c is updated in place");
   m.def("gemm_reference", &gemm_reference_py, py::arg("a"), py::arg("b"), py::arg("trans_a"),
         py::arg("trans_b"), py::arg("alpha"), py::arg("beta"), py::arg("c"));
+  m.def("peak_gflops", [](int threads, double seconds) {
+    py::gil_scoped_release release;
+    return peak_gflops(threads, seconds);
+  }, py::arg("threads") = 1, py::arg("seconds") = 0.2,
+     "measured FMA peak in GFLOP/s of the active instruction set");
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("get_num_threads", &get_num_threads);
   m.def("get_isa", [] { return std::string(isa_name(active_isa())); });

@@ -4,14 +4,15 @@
 #define FASTNN_MR 6
 #define FASTNN_NV 2
 #define FASTNN_KC 384
-#define FASTNN_NC 768
+#define FASTNN_NC 4096
 #include "gemm_microkernel.inc"
 
 namespace fastnn {
 
 const GemmKernels& gemm_kernels_avx2() {
   using namespace isa_avx2;
-  static const GemmKernels k{"avx2", MR, NR, KC, NC, pack_a, pack_b, tile_packed, tile_strided};
+  static const GemmKernels k{"avx2", MR, NR, KC, NC, pack_a, pack_b, tile_packed, tile_strided,
+                             DR, DC, tile_dot, fma_probe};
   return k;
 }
 

@@ -31,6 +31,17 @@ struct GemmKernels {
   void (*tile_strided)(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
                        int64_t b_rs, float* c, int64_t ldc, int64_t m, int64_t n, float alpha,
                        float beta);
+
+  // Narrow tiles as dot products along K (K in the vector lanes):
+  // C[i, j] for i < m <= dr, j < n <= dc, rows of A at a + i*lda and rows of
+  // B^T at bt + j*ldbt, both contiguous along k.
+  int dr, dc;
+  void (*tile_dot)(int64_t K, const float* a, int64_t lda, const float* bt, int64_t ldbt,
+                   float* c, int64_t ldc, int64_t m, int64_t n, float alpha, float beta);
+
+  // A loop of independent FMAs at this width, for measuring the peak:
+  // returns the FLOPs it did.
+  double (*fma_probe)(int64_t iters, float* sink);
 };
 
 const GemmKernels& gemm_kernels_generic();

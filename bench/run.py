@@ -1,0 +1,340 @@
+#!/usr/bin/env python3
+"""fastnn against NumPy, side by side, one table per run.
+
+    python bench/run.py gemm [--threads 1 2] [--sizes 256 1024 64x2048x512]
+                             [--repeat 5] [--min-time 0.2] [--json out.json]
+
+Every fastnn result is checked against a float64 NumPy reference before it is
+timed, and a wrong result stops the run with an error. The machines here are
+noisy, so both libraries are timed in turns in one process, on the same
+inputs and the same thread count, and the ratio comes from that one run.
+
+For NumPy's best OpenBLAS kernel, unset OpenBLAS's overrides for the run only:
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/run.py gemm
+
+Adding a benchmark: write `add_NAME_arguments(parser)` and
+`run_NAME(args, session) -> rows`, and list them in SUBCOMMANDS at the end.
+"""
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+try:
+    import fastnn
+except ImportError as e:
+    sys.exit(f"run.py: cannot import fastnn ({e}); install it with `pip install .` "
+             "or put the source tree's python/ folder on PYTHONPATH")
+try:
+    from threadpoolctl import threadpool_info, threadpool_limits
+except ImportError:
+    sys.exit("run.py: needs threadpoolctl to give NumPy's BLAS the same thread count as "
+             "fastnn: pip install threadpoolctl (or pip install \".[bench]\")")
+
+# OpenBLAS reads these when it loads; forcing an older core type or a
+# smaller L2 makes a current NumPy slower than it really is.
+OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+class BenchError(Exception):
+    """A benchmark cannot give a meaningful figure: fastnn computed a wrong result."""
+
+
+# ------------------------------------------------------------------ timing
+
+def time_calls(fn, n):
+    """Wall-clock seconds for n calls of fn."""
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return time.perf_counter() - t0
+
+
+def calls_for(fn, min_time):
+    """How many calls of fn take at least min_time seconds, so that each sample
+    is long enough for the timer and the scheduler not to matter."""
+    n = 1
+    while True:
+        t = time_calls(fn, n)
+        if t >= min_time:
+            return n
+        # aim a little past the target from the rate just seen; grow at most
+        # 100x a step, since a very short first sample is mostly noise
+        n = max(n + 1, min(100 * n, math.ceil(1.2 * n * min_time / max(t, 1e-9))))
+
+
+def time_interleaved(fns, min_time, repeat):
+    """Seconds per call of each fn in `fns` (name -> callable), `repeat`
+    samples each of at least min_time. The libraries take turns, in an order
+    reversed every round, so that a slow spell of the machine hits all of them."""
+    counts = {}
+    for name, fn in fns.items():
+        t = time_calls(fn, 1)  # warm-up: caches, pages, thread pools
+        # a call that is clearly long enough needs no sizing (saves seconds at 4096^2)
+        counts[name] = 1 if t >= 2 * min_time else calls_for(fn, min_time)
+    samples = {name: [] for name in fns}
+    order = list(fns)
+    for _ in range(repeat):
+        for name in order:
+            samples[name].append(time_calls(fns[name], counts[name]) / counts[name])
+        order.reverse()
+    return samples
+
+
+def summarize(samples):
+    """Best and median seconds per call: the best is the figure least disturbed
+    by other work on the machine, the median says how much it swung."""
+    return {"best_s": min(samples), "median_s": statistics.median(samples),
+            "samples_s": samples}
+
+
+# ------------------------------------------------------------------ the session
+
+class Session:
+    """What every subcommand shares: thread control for both libraries, the
+    measured peak, and a table printed row by row as results arrive."""
+
+    def __init__(self, args):
+        self.args = args
+        self.peaks = {}
+        self.columns = None
+
+    @contextlib.contextmanager
+    def threads(self, n):
+        """fastnn and NumPy's BLAS both on n threads."""
+        before = fastnn.get_num_threads()
+        fastnn.set_num_threads(n)
+        try:
+            with threadpool_limits(limits=n, user_api="blas"):
+                yield
+        finally:
+            fastnn.set_num_threads(before)
+
+    def peak(self, threads):
+        """The FMA peak in GFLOP/s of fastnn's active instruction set."""
+        if threads not in self.peaks:
+            self.peaks[threads] = fastnn._C.peak_gflops(threads, 0.2)
+        return self.peaks[threads]
+
+    def table(self, columns):
+        """Starts a table; columns are (header, key, format spec) triples. The
+        first column is aligned left, the others right, each as wide as its header."""
+        self.columns = columns
+        print()
+        print(self._line([header for header, _, _ in columns]))
+        sys.stdout.flush()
+
+    def row(self, row):
+        cells = []
+        for _, key, spec in self.columns:
+            value = row.get(key)
+            cells.append("-" if value is None else format(value, spec))
+        print(self._line(cells))
+        sys.stdout.flush()
+
+    def _line(self, cells):
+        widths = [max(len(h), 16 if i == 0 else 0) for i, (h, _, _) in enumerate(self.columns)]
+        first = f"{cells[0]:<{widths[0]}}"
+        return "  ".join([first] + [f"{c:>{w}}" for c, w in zip(cells[1:], widths[1:])])
+
+
+def describe_environment(session):
+    """Prints what runs: fastnn's build and kernel, NumPy's BLAS and its kernel,
+    and warns about settings that make the comparison unfair."""
+    info = fastnn.build_info()
+    print(f"fastnn {info['version']} from {os.path.dirname(fastnn.__file__)}")
+    print(f"  {info['compiler']}, OpenMP {'yes' if info['openmp'] else 'no'}, "
+          f"ISA {info['isa']} (best on this CPU: {info['isa_best']})")
+    blas = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    print(f"NumPy {np.__version__}")
+    for lib in blas:
+        print(f"  BLAS {lib.get('internal_api')} {lib.get('version')}, "
+              f"kernel {lib.get('architecture', '?')}, "
+              f"threading {lib.get('threading_layer', '?')}, {lib.get('filepath')}")
+    if not blas:
+        print("  WARNING: threadpoolctl finds no BLAS behind NumPy: its thread count "
+              "cannot be set, so the NumPy column may use every core")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {_cpu_model()}")
+    for name in OPENBLAS_OVERRIDES:
+        if name in os.environ:
+            print(f"WARNING: {name}={os.environ[name]} is set and slows NumPy's OpenBLAS; "
+                  "for a fair figure run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
+                  "python bench/run.py ...", file=sys.stderr)
+    too_many = [t for t in session.args.threads if t > (os.cpu_count() or 1)]
+    if too_many:
+        print(f"WARNING: threads {too_many} exceed the {os.cpu_count()} CPUs", file=sys.stderr)
+    return {"fastnn": info, "numpy": np.__version__, "blas": blas,
+            "machine": platform.machine(), "cpus": os.cpu_count(), "cpu": _cpu_model(),
+            "env": {k: os.environ[k] for k in OPENBLAS_OVERRIDES if k in os.environ}}
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+# ------------------------------------------------------------------ gemm
+
+# Square sizes, then the shapes the CNN and RNN layers send: (M, K, N) of a
+# dense layer's (batch, in, out) and a convolution's (pixels, kh*kw*cin, cout).
+GEMM_SQUARE = (256, 512, 1024, 2048, 4096)
+GEMM_LAYER_SHAPES = ((64, 2048, 512), (64, 512, 10), (4096, 27, 32), (16384, 288, 64))
+
+
+def parse_shape(text):
+    """'256' -> (256, 256, 256); 'MxKxN' or 'M,K,N' -> (M, K, N)."""
+    parts = text.replace(",", "x").split("x")
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        dims = ()
+    if len(dims) == 1:
+        dims *= 3
+    if len(dims) != 3 or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"expected a size N or a shape MxKxN, got {text!r}")
+    return dims
+
+
+def add_gemm_arguments(p):
+    p.add_argument("--sizes", nargs="+", type=parse_shape, metavar="N|MxKxN",
+                   default=[(n, n, n) for n in GEMM_SQUARE] + list(GEMM_LAYER_SHAPES),
+                   help="square sizes N or shapes MxKxN (default: squares 256..4096 and "
+                        "the CNN/RNN layer shapes)")
+
+
+def check_gemm(a, b, c, ref, threads):
+    """Raises BenchError unless c (float32) matches ref = a @ b (float64).
+    A float32 sum of K products drifts like sqrt(K)*eps times the size of its
+    terms, which |a_i| * |b_j| bounds (Cauchy-Schwarz); a lost block or a
+    wrong tile is off by far more than the slack allowed here."""
+    k = a.shape[1]
+    eps = np.finfo(np.float32).eps
+    scale = np.outer(np.linalg.norm(a.astype(np.float64), axis=1),
+                     np.linalg.norm(b.astype(np.float64), axis=0))
+    tol = 8 * eps * math.sqrt(k) * scale + np.finfo(np.float32).tiny
+    err = np.abs(c - ref)
+    bad = ~(err <= tol)  # NaN counts as bad
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise BenchError(
+            f"fastnn.kernels.gemm is wrong for (M,K,N)={(a.shape[0], k, b.shape[1])} on "
+            f"{threads} thread(s): {int(bad.sum())} entries off, e.g. C[{i},{j}] = "
+            f"{float(c[i, j])!r}, float64 reference {float(ref[i, j])!r} "
+            f"(allowed error {tol[i, j]:.3g})")
+
+
+def run_gemm(args, session):
+    peaks = {t: session.peak(t) for t in args.threads}
+    print(f"measured FMA peak ({fastnn._C.get_isa()}): " + ", ".join(
+        f"{t} thread{'s' if t > 1 else ''} {g:.1f} GFLOP/s" for t, g in peaks.items()))
+    print(f"timing: best of {args.repeat} interleaved samples of >= {args.min_time} s each, "
+          "C = A @ B in float32 into a reused output")
+    session.table([("shape (M,K,N)", "shape_str", ""), ("threads", "threads", "d"),
+                   ("fastnn GFLOP/s", "fastnn_gflops", ".1f"),
+                   ("NumPy GFLOP/s", "numpy_gflops", ".1f"),
+                   ("fastnn/NumPy", "ratio", ".2f"), ("% peak", "peak_percent", ".1f")])
+    rng = np.random.default_rng(0)
+    rows = []
+    for m, k, n in args.sizes:
+        a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+        b = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+        # one output each, reused for every call: fresh pages cost ~2 us each here
+        c_fastnn = np.zeros((m, n), np.float32)
+        c_numpy = np.zeros((m, n), np.float32)
+        ref = a.astype(np.float64) @ b.astype(np.float64)
+        flop = 2.0 * m * n * k
+        for t in args.threads:
+            with session.threads(t):
+                c_fastnn.fill(np.nan)  # beta = 0 must never read C
+                fastnn.kernels.gemm(a, b, c=c_fastnn)
+                check_gemm(a, b, c_fastnn, ref, t)
+                times = time_interleaved(
+                    {"fastnn": lambda: fastnn.kernels.gemm(a, b, c=c_fastnn),
+                     "numpy": lambda: np.dot(a, b, out=c_numpy)},
+                    args.min_time, args.repeat)
+            fn, npy = summarize(times["fastnn"]), summarize(times["numpy"])
+            row = {"bench": "gemm", "shape": [m, k, n], "shape_str": f"({m},{k},{n})",
+                   "threads": t, "fastnn_gflops": flop / fn["best_s"] / 1e9,
+                   "numpy_gflops": flop / npy["best_s"] / 1e9,
+                   "fastnn_median_gflops": flop / fn["median_s"] / 1e9,
+                   "numpy_median_gflops": flop / npy["median_s"] / 1e9,
+                   "fastnn_times": fn, "numpy_times": npy, "peak_gflops": peaks[t]}
+            row["ratio"] = row["fastnn_gflops"] / row["numpy_gflops"]
+            row["peak_percent"] = 100.0 * row["fastnn_gflops"] / peaks[t]
+            session.row(row)
+            rows.append(row)
+        del ref
+    return rows
+
+
+# ------------------------------------------------------------------ main
+
+# name -> (help, add_arguments(parser), run(args, session) -> list of row dicts)
+SUBCOMMANDS = {
+    "gemm": ("float32 C = A @ B: fastnn.kernels.gemm against np.dot",
+             add_gemm_arguments, run_gemm),
+}
+
+
+def parse_args(argv):
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--threads", nargs="+", type=int, default=[1, 2], metavar="N",
+                        help="thread counts, the same for fastnn and NumPy (default: 1 2)")
+    common.add_argument("--repeat", type=int, default=5, metavar="R",
+                        help="timed samples per library and row; the best is reported "
+                             "(default: 5)")
+    common.add_argument("--min-time", type=float, default=0.2, metavar="S",
+                        help="seconds each sample runs at least (default: 0.2)")
+    common.add_argument("--isa", choices=["generic", "avx2", "avx512"],
+                        help="force fastnn's SIMD path (default: the best this CPU runs, "
+                             "or FASTNN_ISA)")
+    common.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="BENCH")
+    for name, (help_text, add_arguments, _) in SUBCOMMANDS.items():
+        add_arguments(sub.add_parser(name, parents=[common], help=help_text,
+                                     description=help_text))
+    args = parser.parse_args(argv)
+    if min(args.threads) < 1:
+        parser.error("--threads: every count must be >= 1")
+    if args.repeat < 1 or args.min_time <= 0:
+        parser.error("--repeat must be >= 1 and --min-time > 0")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.isa:
+        fastnn._C.set_isa(args.isa)
+    session = Session(args)
+    environment = describe_environment(session)
+    _, _, run = SUBCOMMANDS[args.command]
+    try:
+        rows = run(args, session)
+    except BenchError as e:
+        print(f"\nERROR: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"command": args.command, "argv": sys.argv, "environment": environment,
+                       "peak_gflops": session.peaks, "rows": rows}, f, indent=1)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
