@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <chrono>
 #include <vector>
-#include <cstdlib>
-#include <memory>
 
 #include "cpu/isa/gemm_kernels.h"
 #include "cpu/workspace.h"
@@ -201,10 +199,10 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
   const Operand a{A, trans_a ? 1 : lda, trans_a ? lda : 1};
   const Operand b{B, trans_b ? 1 : ldb, trans_b ? ldb : 1};
   const int nt = threads_for(M, N, K);
-  // A narrow C wastes most vector lanes in the register tile: dot products.
-  if (N < kr.nr && K >= 16)
+  // A C narrower than 4/5 of a register tile would leave that many vector
+  // lanes idle: dot products along K instead.
+  if (5 * N < 4 * kr.nr && K >= 16)
     gemm_narrow(kr, nt, M, N, K, alpha, a, b, beta, C, ldc);
-  // B small enough to stay in L2 whole: skip blocking and most packing.
   else
     gemm_blocked(kr, nt, M, N, K, alpha, a, b, beta, C, ldc);
 }
