@@ -52,7 +52,7 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
 int threads_for(int64_t M, int64_t N, int64_t K) {
   const double flops = 2.0 * double(M) * double(N) * double(K);
   const int want = get_num_threads();
-  const int useful = int(std::min<double>(want, std::max(1.0, flops / 4.0e5)));
+  const int useful = int(std::min<double>(want, std::max(1.0, flops / 3.0e5)));
   return std::max(1, useful);
 }
 
