@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The one prepared check for a GPU machine, run from the repository root:
 #   OUT=/some/dir bash bench/gpu_check.sh
-# Builds fastnn with CUDA (no network: system cmake/ninja/nvcc/pybind11/
-# scikit-build-core/torch), runs the CUDA tests (under compute-sanitizer's
-# memcheck too, on small shapes, when it is installed), the CPU tests
+# Builds fastnn with CUDA and installs it into $FASTNN_SITE (default
+# /tmp/fastnn-site) with the image's own python3 and its packages (no
+# network, no venv: cmake/ninja/nvcc, pybind11, scikit-build-core, torch),
+# runs the CUDA tests (under compute-sanitizer's memcheck too, on small
+# shapes, when it is installed), the CPU tests
 # briefly, and bench/gpu_gemm.py. Every step has its own time limit, cut to
 # what is left of $GPU_CHECK_BUDGET (540 s), most important steps first;
 # the logs (8 files) go to $OUT:
@@ -33,46 +35,77 @@ step() {  # step NAME LIMIT_S LOGFILE CMD...: runs CMD within the budget left
   return $rc
 }
 
+# On the GPU machine python3 is itself a venv (the one holding torch); a venv
+# made from it would not see its packages, so none is made.
+PY=python3
+SITE=${FASTNN_SITE:-/tmp/fastnn-site}
+
 {
   date
   nvidia-smi || true
   nvcc --version || true
+  for tool in $PY cmake ninja nvcc compute-sanitizer; do
+    echo "$tool: $(command -v "$tool" || echo 'not found')"
+  done
   cmake --version | head -1
-  python --version
-  python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" || true
-  command -v compute-sanitizer || echo "compute-sanitizer: not found"
+  $PY -c "import sys; print(sys.version); print('prefix', sys.prefix, 'base', sys.base_prefix)"
+  $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" || true
+  $PY -m pip --version
   nproc
 } >"$OUT/env.txt" 2>&1
 
-# A virtual environment that sees the system's build tools and torch; nothing
-# is downloaded (--no-build-isolation --no-deps).
-VENV=/tmp/fastnn-gpu-venv
-python -m venv --system-site-packages "$VENV" >>"$OUT/build.txt" 2>&1
-# shellcheck disable=SC1091
-. "$VENV/bin/activate"
+# The packages the offline build and the steps after it need, all from the
+# image: say which are missing before anything depends on them.
+if ! $PY -c "import scikit_build_core, pybind11, numpy, pytest, torch" >>"$OUT/env.txt" 2>&1; then
+  missing=$($PY -c "
+import importlib.util as u
+print(' '.join(m for m in ['scikit_build_core', 'pybind11', 'numpy', 'pytest', 'torch',
+                           'hypothesis'] if u.find_spec(m) is None))")
+  log "python modules missing from $PY: ${missing:-?} (torch: no cuBLAS column; hypothesis: only tests/test_gemm.py needs it)"
+  for m in scikit_build_core pybind11 numpy; do
+    case " $missing " in *" $m "*) log "cannot build without $m: stopping"; exit 1 ;; esac
+  done
+fi
+
+# Installed into a folder of our own (--target): nothing is downloaded, and
+# the build tools are the image's (--no-build-isolation --no-deps --no-index).
+# The build folder is outside the repository, so no stale CMake cache from
+# the working tree is picked up.
+rm -rf "$SITE" /tmp/fastnn-gpu-build
 export CMAKE_BUILD_PARALLEL_LEVEL=$(nproc)
-export FASTNN_CUDA=ON
-if ! step build 270 build.txt pip install --no-build-isolation --no-deps --no-index -v "$REPO"; then
+export FASTNN_CUDA=ON SKBUILD_BUILD_DIR=/tmp/fastnn-gpu-build
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_ROOT_USER_ACTION=ignore
+if ! step build 270 build.txt $PY -m pip install --no-build-isolation --no-deps --no-index \
+    --target "$SITE" -v "$REPO"; then
   log "build failed: stopping"
   exit 1
 fi
 
-# Outside the repository, so that `import fastnn` is the installed package.
+# Outside the repository, so that `import fastnn` is the installed package
+# (checked: python/fastnn in the tree has no CUDA module).
+export PYTHONPATH=$SITE
 cd /tmp
-step info 30 info.txt python -c "
-import fastnn, fastnn.cuda as c
+if ! step info 30 info.txt $PY -c "
+import os, fastnn, fastnn.cuda as c
+print(fastnn.__file__)
+assert os.path.realpath(fastnn.__file__).startswith(os.path.realpath('$SITE') + os.sep), \\
+    'fastnn is not imported from $SITE'
 print(fastnn.build_info())
+assert c.is_built(), 'fastnn was built without its CUDA module'
 print('device_count', c.device_count(), c.get_device_properties(0) if c.is_available() else '')
-assert c.is_available(), 'the CUDA build sees no GPU'"
+assert c.is_available(), 'the CUDA build sees no GPU: ' + c._C_cuda.init_error()"; then
+  log "no usable GPU or not the installed fastnn (see info.txt): stopping"
+  exit 1
+fi
 
 step test_cuda 120 test_cuda.txt \
-  python -m pytest -q -p no:cacheprovider -rs "$REPO/tests/test_cuda_gemm.py"
+  $PY -m pytest -q -p no:cacheprovider -rs "$REPO/tests/test_cuda_gemm.py"
 
 step bench 100 bench.txt \
-  python "$REPO/bench/gpu_gemm.py" --layers --json "$OUT/bench.json"
+  $PY "$REPO/bench/gpu_gemm.py" --layers --json "$OUT/bench.json"
 echo >>"$OUT/bench.txt"
 step bench_trans 40 bench.txt \
-  python "$REPO/bench/gpu_gemm.py" --sizes 4096 --all-trans --seconds 0.15
+  $PY "$REPO/bench/gpu_gemm.py" --sizes 4096 --all-trans --seconds 0.15
 grep -E "^ *4096 +4096 +4096" "$OUT/bench.txt" | sed 's/^/4096^2: /' | tee -a "$OUT/summary.txt"
 
 if command -v compute-sanitizer >/dev/null; then
@@ -80,12 +113,12 @@ if command -v compute-sanitizer >/dev/null; then
   # ones: memcheck is slow), beyond what the results alone can show.
   echo "=== compute-sanitizer --tool memcheck ===" >>"$OUT/test_cuda.txt"
   step memcheck 60 test_cuda.txt compute-sanitizer --tool memcheck --error-exitcode 9 \
-    python -m pytest -q -p no:cacheprovider "$REPO/tests/test_cuda_gemm.py" \
+    $PY -m pytest -q -p no:cacheprovider "$REPO/tests/test_cuda_gemm.py" \
     -k "matches_float64 and not 2048 and not 16384 and not 4096 and not 1031 or beta_zero or c_may_be"
 fi
 
 step test_cpu 60 test_cpu.txt \
-  python -m pytest -q -x -p no:cacheprovider "$REPO/tests" --ignore="$REPO/tests/test_cuda_gemm.py"
+  $PY -m pytest -q -x -p no:cacheprovider "$REPO/tests" --ignore="$REPO/tests/test_cuda_gemm.py"
 
 log "done, status $status"
 exit $status

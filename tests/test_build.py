@@ -2,27 +2,13 @@
 module, the thread count and the public signatures the API promises."""
 import importlib.metadata
 import inspect
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 import fastnn
+from conftest import last_json_line, run_python
 from fastnn import _C
-
-
-def run_python(code, **env_overrides):
-    """Runs code in a fresh interpreter that imports this same fastnn; returns
-    the JSON its last output line holds."""
-    env = dict(os.environ, **env_overrides)
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [package_root, env.get("PYTHONPATH", "")] if p)
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # ------------------------------------------------------------ build_info
@@ -36,6 +22,21 @@ def test_build_info_has_every_documented_key_with_its_type():
         assert key in info, f"build_info() lacks {key!r}"
         assert type(info[key]) is kind, f"build_info()[{key!r}] is {type(info[key]).__name__}"
     assert info["version"] and info["compiler"]
+
+
+def test_build_info_optional_keys_have_their_types_when_present():
+    # 'isa_emulated' is in builds that know FASTNN_EMULATE_AVX512 (a test
+    # build: the avx512 kernels compiled for AVX2); 'isa_best' is the best
+    # path this build can run here.
+    info = fastnn.build_info()
+    optional = {"isa_best": str, "isa_emulated": bool}
+    for key, kind in optional.items():
+        if key in info:
+            assert type(info[key]) is kind, f"build_info()[{key!r}] is {type(info[key]).__name__}"
+    if "isa_best" in info:
+        assert info["isa_best"] == _C.supported_isas()[-1]
+    if info.get("isa_emulated"):
+        assert "avx512" in _C.supported_isas(), "an emulating build offers the avx512 path"
 
 
 def test_build_info_reports_the_active_isa_and_thread_count():
@@ -68,9 +69,9 @@ def test_omp_num_threads_sets_the_default_thread_count():
     if not info["openmp"]:
         assert info["threads"] == 1, "a serial build cannot run several threads"
     else:
-        out = run_python("import json, fastnn; print(json.dumps(fastnn.get_num_threads()))",
-                         OMP_NUM_THREADS="3")
-        assert out == 3
+        proc = run_python("import json, fastnn; print(json.dumps(fastnn.get_num_threads()))",
+                          OMP_NUM_THREADS="3")
+        assert last_json_line(proc) == 3
 
 
 # ------------------------------------------------------------ CUDA
@@ -85,11 +86,11 @@ def test_cuda_is_available_is_a_bool_matching_build_info():
 
 
 def test_import_works_and_reports_no_gpu_when_none_is_visible():
-    out = run_python(
+    proc = run_python(
         "import json, fastnn; "
         "print(json.dumps([fastnn.cuda.is_available(), fastnn.build_info()['gpu_found']]))",
         CUDA_VISIBLE_DEVICES="")
-    assert out == [False, False]
+    assert last_json_line(proc) == [False, False]
 
 
 # ------------------------------------------------------------ threads
@@ -117,12 +118,44 @@ def test_set_num_threads_rejects_a_non_integer_with_type_error(bad):
     assert fastnn.get_num_threads() == before
 
 
+def test_max_threads_is_an_int_cap_at_or_above_the_current_count():
+    cap = _C.max_threads()
+    assert type(cap) is int
+    assert cap >= fastnn.get_num_threads()
+    if fastnn.build_info()["openmp"] and "OMP_THREAD_LIMIT" not in os.environ:
+        assert cap >= 16
+
+
+def test_set_num_threads_accepts_the_cap_itself():
+    cap = _C.max_threads()
+    fastnn.set_num_threads(cap)
+    assert fastnn.get_num_threads() == cap
+    assert fastnn.build_info()["threads"] == cap
+
+
+@pytest.mark.parametrize("over", [1, 1000, 2**31, 10**30],
+                         ids=["cap+1", "cap+1000", "cap+2^31", "cap+10^30"])
+def test_set_num_threads_above_the_cap_raises_value_error_naming_n(over):
+    before = fastnn.get_num_threads()
+    bad = _C.max_threads() + over
+    with pytest.raises(ValueError, match=r"'n'"):
+        fastnn.set_num_threads(bad)
+    assert fastnn.get_num_threads() == before
+
+
+def test_the_binding_itself_rejects_a_thread_count_above_the_cap():
+    before = fastnn.get_num_threads()
+    with pytest.raises(ValueError, match=r"'n'"):
+        _C.set_num_threads(_C.max_threads() + 1)
+    assert fastnn.get_num_threads() == before
+
+
 def test_omp_num_threads_one_gives_one_thread():
-    out = run_python(
+    proc = run_python(
         "import json, fastnn; "
         "print(json.dumps([fastnn.get_num_threads(), fastnn.build_info()['threads']]))",
         OMP_NUM_THREADS="1")
-    assert out == [1, 1]
+    assert last_json_line(proc) == [1, 1]
 
 
 # ------------------------------------------------------------ public API

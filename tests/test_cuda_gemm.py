@@ -3,21 +3,12 @@ behaviour on a machine without a GPU (those tests always run)."""
 import numpy as np
 import pytest
 
-import fastnn
 from fastnn import cuda, kernels
 
 needs_gpu = pytest.mark.skipif(not cuda.is_available(), reason="no CUDA GPU available")
 
 
 # ---------------------------------------------------------------- always run
-
-def test_import_works_and_is_available_is_a_bool():
-    assert isinstance(cuda.is_available(), bool)
-    assert isinstance(cuda.is_built(), bool)
-    info = fastnn.build_info()
-    assert info["cuda_built"] == cuda.is_built()
-    assert info["gpu_found"] == cuda.is_available()
-
 
 @pytest.mark.skipif(cuda.is_available(), reason="a GPU is present")
 def test_without_a_gpu_device_count_is_zero_and_gpu_calls_raise_runtime_error():
@@ -33,6 +24,25 @@ def test_without_a_gpu_device_count_is_zero_and_gpu_calls_raise_runtime_error():
         assert _C_cuda.init_error() != ""
         with pytest.raises(RuntimeError):
             _C_cuda.DeviceArray.from_numpy(np.ones(3, np.float32))
+
+
+@pytest.mark.skipif(not cuda.is_built(), reason="built without CUDA")
+def test_module_checks_arguments_before_it_touches_a_device():
+    """These fail the same way with or without a GPU."""
+    from fastnn import _C_cuda
+    huge = np.broadcast_to(np.float64(1.0), (1 << 48,))  # 1 PiB once converted
+    with pytest.raises(MemoryError):  # NumPy's own error, raised as it is
+        _C_cuda.DeviceArray.from_numpy(huge)
+    with pytest.raises(TypeError, match="'x' must be an array of numbers, got dtype <U1"):
+        _C_cuda.DeviceArray.from_numpy(np.array(["a"]))
+    with pytest.raises(TypeError, match="'shape' must hold ints, got float"):
+        _C_cuda.DeviceArray.zeros((np.int64(2), 3.0))
+    with pytest.raises(TypeError, match="'shape' must be an int or a tuple of ints, got str"):
+        _C_cuda.DeviceArray.empty("3")
+    with pytest.raises(ValueError, match="'shape' must not be negative, got \\(2, -1\\)"):
+        _C_cuda.DeviceArray.zeros((np.int32(2), np.int64(-1)))
+    with pytest.raises(ValueError, match="too large"):
+        _C_cuda.DeviceArray.empty(2 ** 70)
 
 
 # ---------------------------------------------------------------- helpers
@@ -159,11 +169,13 @@ def test_kernels_gemm_forwards_device_arrays_and_results_stay_on_the_gpu():
     np.arange(24, dtype=np.float64).reshape(2, 3, 4),      # converted to float32
     np.arange(20, dtype=np.int64).reshape(4, 5)[:, ::2],   # non-contiguous, integer
     np.zeros((0, 3), np.float32),
-    np.float32(2.5),                                       # 0-d
+    np.float32(2.5),                                       # 0-d stays 0-d
+    np.arange(6, dtype=">f4").reshape(2, 3),               # byte-swapped float32
+    np.arange(12, dtype=">f4").reshape(3, 4)[::2, ::3],    # byte-swapped, strided
     [[1, 2], [3, 4]],
 ])
 def test_to_device_round_trip(x):
-    expected = np.ascontiguousarray(np.asarray(x), dtype=np.float32)
+    expected = np.asarray(x).astype(np.float32, order="C")
     d = cuda.to_device(x)
     assert cuda.is_device_array(d)
     assert d.shape == expected.shape and d.dtype == np.float32 and d.ndim == expected.ndim
@@ -176,6 +188,27 @@ def test_to_device_round_trip(x):
 
 
 @needs_gpu
+@pytest.mark.parametrize("x", [np.arange(6, dtype=">f4").reshape(2, 3),
+                               np.arange(12, dtype=">f4").reshape(3, 4)[:, ::2],
+                               np.arange(4, dtype=">f8")])
+def test_from_numpy_converts_byte_swapped_input_to_native(x):
+    """The module itself, without the Python-side conversion in to_device."""
+    from fastnn import _C_cuda
+    np.testing.assert_array_equal(_C_cuda.DeviceArray.from_numpy(x).numpy(),
+                                  x.astype(np.float32))
+
+
+@needs_gpu
+@pytest.mark.parametrize("shape,expected", [
+    (np.int64(4), (4,)), ((np.int64(3), np.int32(2)), (3, 2)), (np.array([2, 3]), (2, 3)),
+    (np.array(5), (5,)), ([np.uint8(1), 0], (1, 0)), ((), ()),
+])
+def test_device_array_shapes_accept_any_integer(shape, expected):
+    assert cuda.DeviceArray.zeros(shape).shape == expected
+    assert cuda.DeviceArray.empty(shape).shape == expected
+
+
+@needs_gpu
 def test_device_array_factories():
     z = cuda.DeviceArray.zeros((3, 5))
     np.testing.assert_array_equal(z.numpy(), np.zeros((3, 5), np.float32))
@@ -184,6 +217,10 @@ def test_device_array_factories():
         cuda.DeviceArray.zeros((2, -1))
     with pytest.raises(TypeError, match="shape"):
         cuda.DeviceArray.zeros("3")
+    with pytest.raises(TypeError, match="'shape' must hold ints, got float"):
+        cuda.DeviceArray.zeros((2.0, 3))
+    with pytest.raises(ValueError, match="too large"):
+        cuda.DeviceArray.zeros((2 ** 70,))
     props = cuda.get_device_properties(0)
     assert props["multiprocessors"] > 0 and isinstance(props["name"], str)
 
@@ -214,6 +251,43 @@ def test_bad_input_raises_errors_naming_the_argument():
         cuda.to_device(np.array(["a", "b"]))
     with pytest.raises(TypeError, match="'x' must be an array of numbers"):
         cuda.to_device(np.array([{}, 1], dtype=object))
+
+
+@pytest.mark.skipif(cuda.device_count() < 2, reason="needs two GPUs")
+def test_gemm_rejects_operands_on_different_devices():
+    from fastnn import _C_cuda
+    d0 = cuda.to_device(np.ones((3, 3)))
+    _C_cuda.set_device(1)
+    try:
+        d1 = cuda.to_device(np.ones((3, 3)))
+    finally:
+        _C_cuda.set_device(0)
+    with pytest.raises(ValueError, match="different devices"):
+        cuda.gemm(d0, d1)
+    with pytest.raises(ValueError, match="'c' is on cuda:1"):
+        cuda.gemm(d0, d0, c=d1)
+    # the operands' device, not the current one, runs the product; the
+    # current device is the caller's again afterwards
+    _C_cuda.set_device(1)
+    try:
+        c = cuda.gemm(d0, d0)
+        assert _C_cuda.current_device() == 1
+    finally:
+        _C_cuda.set_device(0)
+    assert c.device == "cuda:0"
+    np.testing.assert_array_equal(c.numpy(), np.full((3, 3), 3, np.float32))
+
+
+@needs_gpu
+def test_gemm_leaves_the_current_device_as_it_was():
+    from fastnn import _C_cuda
+    before = _C_cuda.current_device()
+    d = cuda.to_device(np.ones((4, 4)))
+    cuda.gemm(d, d)
+    cuda.gemm(d, d, beta=1.0, c=d)
+    assert _C_cuda.current_device() == before
+    with pytest.raises(ValueError, match="out of range"):
+        _C_cuda.set_device(cuda.device_count())
 
 
 @needs_gpu

@@ -1,16 +1,26 @@
 """fastnn.kernels.gemm against the float64 reference, on every SIMD path.
 
-C = alpha * op(A) @ op(B) + beta * C in float32. The tolerance is the
-rounding error a float32 GEMM may make: relative to the Cauchy-Schwarz bound
-|row of op(A)| * |column of op(B)| of each dot product (plus |beta * C|),
-times eps32 * (4 + 2 sqrt(K)). Correct results on the random data here land
-20x or more below it; leaving out a single term of the sum fails it at every
-K used here (up to 10000).
+C = alpha * op(A) @ op(B) + beta * C in float32. Every result goes through
+reference.gemm.assert_gemm_close: the error of each element must be at
+most eps32 * (4 + 2 sqrt(K)) times the Cauchy-Schwarz bound |row of op(A)| *
+|column of op(B)| of its dot product (plus |beta * C|). Correct results on
+the random data here stay under a fifth of it (the closest at K of 3 to
+13), under a tenth at K over 64 and under a fiftieth at K over 1000.
+
+What that catches: for these N(0, 1) operands the tolerance of an element is
+about eps32 * 2 K^1.5 (0.0011 at K = 257, 0.0084 at K = 1031, 0.24 at
+K = 10000), and a single term a_ik * b_kj left out of one element, or added
+twice, fails only where it is larger than that: it slips through in about
+0.5% of elements at K = 257, 3% at K = 1031 and 40% at K = 10000. A kernel
+bug (a skipped k step or K block, a wrong edge tile or micro-panel, a
+thread's share done twice or not at all) gets many terms or many elements
+wrong at once and fails at every K used here; one wrong term in one element
+at large K may pass.
 """
+import ctypes
 import itertools
-import json
+import math
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -21,14 +31,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastnn
+from conftest import BEST_ISA, SUPPORTED_ISAS, last_json_line, run_python
 from fastnn import _C
 from fastnn.kernels import gemm
-from reference import gemm as ref
+from reference.gemm import assert_gemm_close
 
-EPS32 = float(np.finfo(np.float32).eps)
-TINY32 = float(np.finfo(np.float32).tiny)  # flush-to-zero may drop denormals
-SUPPORTED_ISAS = tuple(_C.supported_isas())
-BEST_ISA = SUPPORTED_ISAS[-1]
 TRANSPOSES = list(itertools.product([False, True], repeat=2))
 TRANS_IDS = ["NN", "NT", "TN", "TT"]
 
@@ -43,30 +50,6 @@ def operands(m, k, n, trans_a=False, trans_b=False, seed=0, c=False):
     if not c:
         return a, b
     return a, b, rng.standard_normal((m, n), dtype=np.float32)
-
-
-def assert_gemm_close(out, a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, c=None):
-    """Checks a float32 GEMM result against the float64 reference.
-
-    `c` is C as it was before the call (None when none was given)."""
-    want = ref.gemm(a, b, trans_a, trans_b, alpha, beta, c)
-    assert isinstance(out, np.ndarray)
-    assert out.dtype == np.float32, f"result dtype {out.dtype}, want float32"
-    assert out.shape == want.shape, f"result shape {out.shape}, want {want.shape}"
-    if out.size == 0:
-        return
-    k = np.asarray(a).shape[0 if trans_a else 1]
-    scale = ref.gemm_error_scale(a, b, trans_a, trans_b, alpha, beta, c)
-    tol = EPS32 * (4.0 + 2.0 * np.sqrt(k)) * scale + TINY32
-    err = np.abs(out.astype(np.float64) - want)
-    bad = ~(err <= tol)  # NaN counts as bad
-    if bad.any():
-        i, j = np.unravel_index(np.argmax(np.where(bad, err / tol, -1)), out.shape)
-        raise AssertionError(
-            f"{int(bad.sum())} of {out.size} elements of C{out.shape} (K={k}) are off; "
-            f"worst at [{i}, {j}]: got {out[i, j]!r}, want {want[i, j]!r}, "
-            f"error {err[i, j]:.3g} > tolerance {tol[i, j]:.3g}; isa={_C.get_isa()}, "
-            f"threads={fastnn.get_num_threads()}")
 
 
 def check(m, k, n, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, seed=0):
@@ -96,7 +79,14 @@ def _misaligned(x):
     buf = bytearray(x.nbytes + 1)
     y = np.frombuffer(buf, dtype=np.float32, offset=1, count=x.size).reshape(x.shape)
     y[...] = x
-    assert not y.flags.aligned
+    assert not y.flags.aligned or y.size == 0  # NumPy counts an empty array as aligned
+    return y
+
+
+def _byte_swapped(x):
+    """x as float32 in the other byte order ('>f4' on a little-endian machine)."""
+    y = x.astype(x.dtype.newbyteorder("S"))
+    assert not y.dtype.isnative
     return y
 
 
@@ -121,6 +111,7 @@ LAYOUTS = {
     "reversed_columns": lambda x: x[:, ::-1].copy()[:, ::-1],
     "readonly": _readonly,
     "misaligned": _misaligned,
+    "byte_swapped": _byte_swapped,
     "float64": lambda x: x.astype(np.float64),
     "float16": lambda x: x.astype(np.float16),
     "int32": lambda x: np.round(4 * x).astype(np.int32),
@@ -131,7 +122,7 @@ LAYOUTS = {
 }
 # float32 layouts that the hypothesis test mixes between a and b
 VIEW_LAYOUTS = ["c_order", "fortran", "transposed_view", "row_padding", "transposed_padding",
-                "both_steps", "reversed_rows"]
+                "both_steps", "reversed_rows", "misaligned", "byte_swapped"]
 
 
 # ------------------------------------------------------ numerical results
@@ -151,6 +142,54 @@ SHAPES = [  # (M, K, N): 1, primes, register-tile edges, small and blocked paths
 def test_gemm_matches_reference_for_every_transpose_and_shape(isa, threads, m, k, n, trans_a,
                                                                trans_b):
     check(m, k, n, trans_a, trans_b, seed=m * 7 + k * 13 + n)
+
+
+# Products that gemm splits over two threads: it gives a product one thread
+# per 300 kFLOP (2 M N K), so below 600 kFLOP it runs on one thread whatever
+# the thread count. These are all well above that (one block of a single
+# strip cannot be much bigger: 786 kFLOP; the rest over 1 MFLOP), on each
+# path of the driver:
+# one block (op(B) used whole: K * N <= 65536), blocked (K * N > 65536, K over
+# several KC blocks or N over two NC blocks) and narrow (dot products: N
+# under 4/5 of the register tile width, i.e. N <= 12 on avx2, <= 9 on
+# generic, <= 25 on avx512, with K >= 16). The one-strip shapes (M no more
+# than the register tile height on avx2 and avx512) split the columns over
+# the threads instead of the rows.
+SPLIT_SHAPES = {
+    "one_block_square": (61, 255, 257),
+    "one_block_tall": (1031, 37, 45),
+    "one_block_wide": (29, 61, 1031),
+    "one_block_one_strip": (6, 256, 256),
+    "blocked_k_blocks": (131, 769, 97),
+    "blocked_n_blocks": (37, 100, 4099),
+    "blocked_one_strip": (5, 3001, 41),
+    "narrow_tall": (4001, 17, 9),
+    "narrow_deep": (97, 2049, 3),
+    "narrow_one_column": (2001, 257, 1),
+    "narrow_widest": (257, 301, 12),
+}
+assert all(2 * m * k * n >= 750_000 for m, k, n in SPLIT_SHAPES.values())
+
+
+# The narrow path reads op(A) in place and so needs its rows contiguous in k:
+# A in C order without trans_a, or a transposed view of it with trans_a
+# (other combinations take the blocked path). Both layouts, so that either
+# trans_a reaches it.
+@pytest.mark.parametrize("layout_a", ["c_order", "transposed_view"])
+@pytest.mark.parametrize("shape", list(SPLIT_SHAPES))
+@pytest.mark.parametrize("nthreads", [2, 3], ids=lambda n: f"{n}thr")
+def test_gemm_split_over_threads_matches_reference_on_every_path(isa, nthreads, shape,
+                                                                  layout_a):
+    m, k, n = SPLIT_SHAPES[shape]
+    fastnn.set_num_threads(nthreads)
+    for (trans_a, trans_b), (alpha, beta) in zip(TRANSPOSES, [(1.0, 0.0), (0.75, -1.5),
+                                                              (-2.0, 1.0), (1.0, 0.0)]):
+        a, b, c = operands(m, k, n, trans_a, trans_b, seed=m + k + n, c=True)
+        a = LAYOUTS[layout_a](a)
+        c0 = c.copy()
+        out = gemm(a, b, trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta, c=c)
+        assert out is c
+        assert_gemm_close(out, a, b, trans_a, trans_b, alpha, beta, c0)
 
 
 # "blocked": K * N over the small-matrix limit, K one past a multiple of every KC
@@ -281,6 +320,40 @@ def test_gemm_accepts_any_layout_and_numeric_dtype(isa, layout, m, k, n):
         np.testing.assert_array_equal(np.asarray(b), before[1])
 
 
+# A float32 input in the other byte order, or not aligned to 4 bytes, is read
+# by value (converted, never taken as native floats), on every path.
+@pytest.mark.parametrize("m,k,n", [(13, 31, 7), (61, 255, 257), (23, 769, 450), (257, 301, 9)],
+                         ids=["small", "one_block", "blocked", "narrow"])
+@pytest.mark.parametrize("operand", ["a", "b", "both"])
+@pytest.mark.parametrize("layout", ["byte_swapped", "misaligned"])
+def test_gemm_reads_byte_swapped_and_misaligned_inputs_by_value(isa, layout, operand, m, k, n):
+    for trans_a, trans_b in TRANSPOSES:
+        a0, b0, c = operands(m, k, n, trans_a, trans_b, seed=m + n, c=True)
+        a = LAYOUTS[layout](a0) if operand in ("a", "both") else a0
+        b = LAYOUTS[layout](b0) if operand in ("b", "both") else b0
+        c0 = c.copy()
+        out = gemm(a, b, trans_a=trans_a, trans_b=trans_b, alpha=1.5, beta=-1.0, c=c)
+        assert out is c
+        assert_gemm_close(out, a0, b0, trans_a, trans_b, 1.5, -1.0, c0)
+        np.testing.assert_array_equal(a, a0)  # the inputs are left as they were
+        np.testing.assert_array_equal(b, b0)
+
+
+@pytest.mark.parametrize("layout", ["byte_swapped", "misaligned"])
+def test_the_binding_never_reads_a_byte_swapped_or_misaligned_input_as_native(layout):
+    # _C.gemm may convert such an input itself or refuse it with TypeError
+    # (kernels.gemm then converts it); it must not read its bytes as floats.
+    a0, b0 = operands(13, 31, 7)
+    for a, b in [(LAYOUTS[layout](a0), b0), (a0, LAYOUTS[layout](b0))]:
+        name = "a" if a is not a0 else "b"
+        try:
+            out = _C.gemm(a, b, False, False, 1.0, 0.0, None)
+        except TypeError as e:
+            assert f"'{name}'" in str(e)
+        else:
+            assert_gemm_close(out, a0, b0)
+
+
 @pytest.mark.parametrize("operand", ["a", "b"])
 def test_gemm_accepts_broadcast_inputs_with_zero_strides(isa, operand):
     a, b = operands(11, 7, 5)
@@ -381,6 +454,8 @@ BAD_INPUTS = {
     "c_fortran": (dict(c=np.zeros((3, 5), F32, order="F")), ValueError, r"'c'.*contiguous"),
     "c_strided": (dict(c=np.zeros((3, 10), F32)[:, ::2]), ValueError, r"'c'.*contiguous"),
     "c_readonly": (dict(c=_readonly(np.zeros((3, 5), F32))), ValueError, r"'c'.*writeable"),
+    "c_byte_swapped": (dict(c=_byte_swapped(np.zeros((3, 5), F32))), TypeError, r"'c'"),
+    "c_misaligned": (dict(c=_misaligned(np.zeros((3, 5), F32))), ValueError, r"'c'.*aligned"),
     "c_list": (dict(c=[[0.0] * 5] * 3), TypeError, r"'c'"),
     "a_string": (dict(a="abc"), TypeError, r"'a'"),
     "b_string_array": (dict(b=np.array([["1", "2"]] * 4)), TypeError, r"'b'.*<U1"),
@@ -409,17 +484,21 @@ def test_gemm_rejects_bad_input_naming_the_argument(case):
         np.testing.assert_array_equal(args["c"], c_before)  # a failed call leaves c alone
 
 
-@pytest.mark.parametrize("case", ["c_too_small", "c_float64", "a_float64", "inner_mismatch",
-                                  "a_1d"])
+@pytest.mark.parametrize("case", ["c_too_small", "c_float64", "c_byte_swapped", "c_misaligned",
+                                  "a_float64", "inner_mismatch", "a_1d"])
 def test_the_binding_itself_rejects_bad_arrays_before_touching_memory(case):
     # kernels.gemm checks first; _C checks again so that no caller can make
     # the kernel read or write outside its buffers.
-    a, b, c = np.ones((3, 4), F32), np.ones((4, 5), F32), np.zeros((3, 5), F32)
+    a, b, c = np.ones((3, 4), F32), np.ones((4, 5), F32), np.full((3, 5), 7.0, F32)
     exc = ValueError
     if case == "c_too_small":
-        c = np.zeros((2, 5), F32)
+        c = np.full((2, 5), 7.0, F32)
     elif case == "c_float64":
-        c, exc = np.zeros((3, 5)), TypeError
+        c, exc = np.full((3, 5), 7.0), TypeError
+    elif case == "c_byte_swapped":
+        c, exc = _byte_swapped(c), TypeError
+    elif case == "c_misaligned":
+        c = _misaligned(c)
     elif case == "a_float64":
         a, exc = a.astype(np.float64), TypeError
     elif case == "inner_mismatch":
@@ -428,6 +507,7 @@ def test_the_binding_itself_rejects_bad_arrays_before_touching_memory(case):
         a = np.ones(12, F32)
     with pytest.raises(exc):
         _C.gemm(a, b, False, False, 1.0, 0.0, c)
+    np.testing.assert_array_equal(c, 7.0)  # c holds what it held
 
 
 # --------------------------------------------------- threads, determinism
@@ -444,8 +524,10 @@ def test_gemm_result_does_not_depend_on_thread_count_or_repetition(isa, m, k, n)
             np.testing.assert_array_equal(r, results[0])
 
 
-def test_gemm_with_more_threads_than_cores_is_correct(isa):
-    fastnn.set_num_threads(2 * (os.cpu_count() or 1) + 1)
+@pytest.mark.parametrize("count", ["twice_the_cores", "the_cap"])
+def test_gemm_with_more_threads_than_cores_is_correct(isa, count):
+    cap = _C.max_threads()
+    fastnn.set_num_threads(cap if count == "the_cap" else min(2 * (os.cpu_count() or 1) + 1, cap))
     for m, k, n in [(257, 1031, 509), (1031, 300, 13), (5, 700, 3000)]:
         check(m, k, n, seed=k)
         check(m, k, n, True, True, alpha=-0.5, beta=2.0, seed=n)
@@ -473,29 +555,135 @@ def test_gemm_from_several_python_threads_at_once_gives_correct_results(isa):
         assert_gemm_close(out, a, b)
 
 
-def test_gemm_releases_the_gil_while_it_runs():
-    fastnn.set_num_threads(1)
-    a, b = operands(1024, 1024, 1024)
-    gemm(a, b)
+def _main_thread_share_during(call):
+    """Runs call() once in a worker thread while this thread counts loop
+    turns. Returns (share, turns, seconds): the turns this thread made
+    strictly inside the call (counted from the worker, just before and just
+    after it), and their rate as a share of this thread's free-running rate,
+    the larger of the rates measured just before and just after.
+
+    A call that keeps the GIL stops this thread for all of it but a switch
+    interval (5 ms) or two around it: a share of a few percent on a call of
+    0.2 s. One that releases it leaves this thread running on another core."""
+    perf = time.perf_counter
+    count = [0]
+    until = [0.0]
+
+    def spin():  # the one loop both rates are measured with
+        while perf() < until[0]:
+            count[0] += 1
+
+    def free_rate(seconds=0.05):
+        count[0] = 0
+        t0 = perf()
+        until[0] = t0 + seconds
+        spin()
+        return count[0] / (perf() - t0)
+
     span = {}
 
     def work():
-        t0 = time.perf_counter()
-        for _ in range(4):
-            gemm(a, b)
-        span["t"] = (t0, time.perf_counter())
+        try:
+            t0, n0 = perf(), count[0]
+            call()
+            n1, t1 = count[0], perf()
+            span.update(turns=n1 - n0, seconds=t1 - t0)
+        finally:
+            until[0] = -math.inf  # stops spin(), even if call() raised
 
-    ticks = []
+    before = free_rate()
+    count[0], until[0] = 0, math.inf
     worker = threading.Thread(target=work)
     worker.start()
-    while worker.is_alive():
-        ticks.append(time.perf_counter())
+    spin()
     worker.join()
-    t0, t1 = span["t"]
-    margin = 0.1 * (t1 - t0)
-    during = sum(t0 + margin < t < t1 - margin for t in ticks)
-    # with the GIL held the main thread could not run at all inside the calls
-    assert during >= 100, f"main thread ran {during} times in {t1 - t0:.3f}s of gemm"
+    assert span, "the call raised (see the exception the worker thread printed)"
+    rate = max(before, free_rate())
+    return span["turns"] / span["seconds"] / rate, span["turns"], span["seconds"]
+
+
+GIL_FREE_SHARE = 0.3  # a call holding the GIL for 0.2 s or more gives a few percent
+PROBE_SECONDS = 0.25
+
+
+def _share_over_tries(call, tries=3):
+    """The best of up to `tries` probes, stopping at the first that reaches
+    GIL_FREE_SHARE: on a busy machine one probe may see this thread
+    descheduled, but no number of tries lifts a GIL-holding call to it."""
+    results = []
+    for _ in range(tries):
+        share, turns, seconds = result = _main_thread_share_during(call)
+        results.append(result)
+        if share >= GIL_FREE_SHARE and turns >= 1000:
+            return result, results
+    return max(results), results
+
+
+def test_the_gil_probe_tells_a_call_holding_the_gil_from_one_releasing_it():
+    # ctypes.PyDLL keeps the GIL through a foreign call, ctypes.CDLL drops it
+    holding, releasing = ctypes.PyDLL(None).usleep, ctypes.CDLL(None).usleep
+    micros = int(PROBE_SECONDS * 1e6)
+    share, turns, seconds = _main_thread_share_during(lambda: holding(micros))
+    assert seconds >= PROBE_SECONDS
+    assert share < GIL_FREE_SHARE, f"the probe saw {share:.0%} with the GIL held for {seconds:.3f} s"
+    (share, turns, seconds), tries = _share_over_tries(lambda: releasing(micros))
+    assert share >= GIL_FREE_SHARE and turns >= 1000, f"probes (share, turns, s): {tries}"
+
+
+def test_gemm_releases_the_gil_while_it_runs():
+    # One single call on one thread, sized to last about PROBE_SECONDS here.
+    fastnn.set_num_threads(1)
+    a, b = operands(1024, 1024, 1024)
+    gemm(a, b)
+    t0 = time.perf_counter()
+    gemm(a, b)
+    per_1024 = time.perf_counter() - t0
+    size = int(min(3072, max(1024, 1024 * (PROBE_SECONDS / per_1024) ** (1 / 3))))
+    a, b = operands(size, size, size)
+    (share, turns, seconds), tries = _share_over_tries(lambda: gemm(a, b))
+    assert seconds >= 20 * sys.getswitchinterval(), f"a {size}^3 gemm took only {seconds:.3f} s"
+    # with the GIL held this thread could not have run inside the call
+    assert share >= GIL_FREE_SHARE and turns >= 1000, (
+        f"this thread ran at {share:.0%} of its free rate ({turns} turns) during a "
+        f"{seconds:.3f} s gemm of {size}^3; probes (share, turns, s): {tries}")
+
+
+_NESTED_SCRIPT = """
+import json, sys
+import fastnn
+from fastnn import _C
+outer, m, k, n = map(int, sys.argv[1:5])
+fastnn.set_num_threads(2)  # each inner gemm would split over two threads
+errors = {}
+for name in _C.supported_isas():
+    _C.set_isa(name)
+    errors[name] = _C._nested_gemm_check(outer, m, k, n)
+print(json.dumps(errors))
+"""
+
+
+# Thread t of one OpenMP parallel region runs its own (m+t, k) x (k, n+2t)
+# gemm: the kernel must run inline, never waiting at a barrier of the
+# enclosing team, and give the right result. A kernel that did wait there
+# hangs only where the threads reach different numbers of barriers: the
+# "straddling" shapes put thread 0 on one side of a limit and thread 1 on
+# the other (K * N = 65536 vs 66048: one block vs blocked, on every path;
+# N = 4095 vs 4097: one NC block vs two on avx2 and avx512). The others,
+# with the same blocks in every thread, check the results.
+@pytest.mark.parametrize("m,k,n", [(37, 29, 41), (200, 700, 300), (301, 200, 5),
+                                   (64, 256, 256), (37, 100, 4095)],
+                         ids=["one_block", "blocked", "narrow", "straddling_one_block",
+                              "straddling_nc"])
+@pytest.mark.parametrize("outer", [2, 3])
+def test_gemm_inside_an_openmp_parallel_region_finishes_with_the_right_result(outer, m, k, n):
+    # a child process: a hang is killed after the timeout (each run takes
+    # well under a second) instead of hanging the suite
+    proc = run_python(_NESTED_SCRIPT, outer, m, k, n, timeout=60)
+    errors = last_json_line(proc)
+    assert sorted(errors) == sorted(SUPPORTED_ISAS)
+    limit = 1e-3 * math.sqrt(k)
+    wrong = {name: err for name, err in errors.items() if not err <= limit}
+    assert not wrong, f"max abs error over {limit:.3g} against the C++ reference: {wrong}"
 
 
 # ------------------------------------------------------------- ISA choice
@@ -512,8 +700,10 @@ def test_set_isa_rejects_an_unknown_name():
         _C.set_isa("bogus")
 
 
-@pytest.mark.skipif("avx512" in SUPPORTED_ISAS, reason="this CPU runs avx512")
-def test_set_isa_avx512_raises_on_a_cpu_without_it():
+# keyed to supported_isas(), not the CPU: an FASTNN_EMULATE_AVX512 build runs
+# the avx512 path on an AVX2 CPU
+@pytest.mark.skipif("avx512" in SUPPORTED_ISAS, reason="this build runs the avx512 path here")
+def test_set_isa_avx512_raises_where_the_build_cannot_run_it():
     before = _C.get_isa()
     with pytest.raises(ValueError, match="avx512"):
         _C.set_isa("avx512")
@@ -525,7 +715,7 @@ def test_supported_isas_start_with_generic():
     assert set(SUPPORTED_ISAS) <= {"generic", "avx2", "avx512"}
 
 
-_SUBPROCESS_SCRIPT = """
+_ISA_ENV_SCRIPT = """
 import json, sys
 import numpy as np
 import fastnn
@@ -538,19 +728,13 @@ print(json.dumps({"isa": fastnn.build_info()["isa"], "get_isa": fastnn._C.get_is
 
 
 def run_with_isa_env(value, tmp_path):
-    """gemm in a fresh interpreter with FASTNN_ISA=value: (reported isa, checked)."""
+    """gemm in a fresh interpreter with FASTNN_ISA=value, its result checked;
+    returns the ISA it reported."""
     a, b, c = operands(45, 67, 29, trans_b=True, c=True)
     np.savez(tmp_path / "in.npz", a=a, b=b, c=c)
-    env = dict(os.environ, FASTNN_ISA=value)
-    # the child imports the same fastnn as this process
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in [package_root, env.get("PYTHONPATH", "")] if p)
-    proc = subprocess.run(
-        [sys.executable, "-c", _SUBPROCESS_SCRIPT, str(tmp_path / "in.npz"),
-         str(tmp_path / "out.npy")], env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    proc = run_python(_ISA_ENV_SCRIPT, tmp_path / "in.npz", tmp_path / "out.npy",
+                      FASTNN_ISA=value)
+    info = last_json_line(proc)
     assert info["isa"] == info["get_isa"]
     assert_gemm_close(np.load(tmp_path / "out.npy"), a, b, False, True, 0.5, -1.0, c)
     return info["isa"]

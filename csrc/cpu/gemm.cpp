@@ -32,8 +32,8 @@ struct Operand {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Floats of op(B) that stay in L2 (512 KiB per core on Zen 3) next to the
-// strip of A and the C tile: such a B is used as one block.
+// Floats of op(B) that stay in L2 (512 KiB to 1 MiB per core on Zen 3/4)
+// beside the strip of A and the C tile: such a B is used as one block.
 constexpr int64_t kSmallB = 64 * 1024;
 
 // C = beta * C, never reading C when beta == 0.
@@ -81,19 +81,13 @@ inline void part(int64_t n, int t, int parts, int64_t& b, int64_t& e) {
   e = n * (t + 1) / parts;
 }
 
-// N narrower than one register tile: dot products along K. Needs rows of
-// op(A) and columns of op(B) contiguous in k; copies whichever is not.
+// N narrower than one register tile: dot products along K. Needs the rows
+// of op(A) contiguous in k (the caller checks); op(B) is transposed into a
+// small buffer (N x K) when its columns are not.
 void gemm_narrow(const GemmKernels& kr, int nt, int64_t M, int64_t N, int64_t K, float alpha,
                  Operand a, Operand b, float beta, float* C, int64_t ldc) {
   const float* ap = a.p;
-  int64_t lda = a.rs;
-  if (a.cs != 1) {  // op(A) = A^T: gather its rows
-    float* buf = workspace(Slot::gemm_a, checked_mul(M, K));
-    for (int64_t i = 0; i < M; ++i)
-      for (int64_t k = 0; k < K; ++k) buf[i * K + k] = a.p[i * a.rs + k * a.cs];
-    ap = buf;
-    lda = K;
-  }
+  const int64_t lda = a.rs;
   const float* bt = b.p;
   int64_t ldbt = b.cs;
   if (b.rs != 1) {  // op(B) = B: gather its columns
@@ -117,7 +111,8 @@ void gemm_narrow(const GemmKernels& kr, int nt, int64_t M, int64_t N, int64_t K,
 
 // The loops around the microkernel (Goto / BLIS). jc over NC columns and
 // pc over KC of K select a block of op(B), packed into NR-wide micro-panels
-// by all threads together (it is streamed from L2/L3; when the whole of a
+// by all threads together (KC x NC is a few MiB: it is streamed from L3,
+// each micro-panel fetched ahead by the kernel; when the whole of a
 // row-major B is small it is used in place, unpacked). The MR-row strips of
 // C and the micro-panels of the block are split over a thread grid; each
 // thread runs each of its strips of A against every micro-panel it owns, so
@@ -138,9 +133,12 @@ void gemm_blocked(const GemmKernels& kr, int nt, int64_t M, int64_t N, int64_t K
   if (full_in_place * NR < N)
     bp = workspace(Slot::gemm_b, checked_mul(KC, ceil_div(NC, NR) * NR));
   const int64_t strips = ceil_div(M, MR);
+  // one packed strip of A per thread, allocated here: nothing may throw
+  // inside the parallel region
+  float* ap_all = a_in_place ? nullptr : workspace(Slot::gemm_a, checked_mul(nt * MR, KC));
 
   parallel_region(nt, [&](int t, int nt_actual) {
-    float* ap = a_in_place ? nullptr : workspace(Slot::gemm_a, checked_mul(MR, KC));
+    float* ap = a_in_place ? nullptr : ap_all + t * MR * KC;
     for (int64_t jc = 0; jc < N; jc += NC) {
       const int64_t nc = std::min(NC, N - jc);
       const int64_t panels = ceil_div(nc, NR);
@@ -162,7 +160,7 @@ void gemm_blocked(const GemmKernels& kr, int nt, int64_t M, int64_t N, int64_t K
             kr.pack_b(kc, std::min(nc, q1 * NR) - q0 * NR,
                       b.p + pc * b.rs + (jc + q0 * NR) * b.cs, b.rs, b.cs,
                       bp + (q0 - packed0) * kc * NR);
-          barrier();
+          barrier(nt_actual);
         }
         for (int64_t s = s0; s < s1; ++s) {
           const int64_t i = s * MR, m = std::min(MR, M - i);
@@ -180,7 +178,7 @@ void gemm_blocked(const GemmKernels& kr, int nt, int64_t M, int64_t N, int64_t K
               kr.tile_packed(kc, ap, bj, b_rs, c, ldc, m, n, alpha, beta_p);
           }
         }
-        if (packed0 < panels) barrier();  // the B block is overwritten next
+        if (packed0 < panels) barrier(nt_actual);  // the B block is overwritten next
       }
     }
   });
@@ -201,14 +199,17 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
   const int nt = threads_for(M, N, K);
   // A C narrower than 4/5 of a register tile would leave that many vector
   // lanes idle: dot products along K instead.
-  if (5 * N < 4 * kr.nr && K >= 16)
+  if (5 * N < 4 * kr.nr && K >= 16 && a.cs == 1)
     gemm_narrow(kr, nt, M, N, K, alpha, a, b, beta, C, ldc);
   else
     gemm_blocked(kr, nt, M, N, K, alpha, a, b, beta, C, ldc);
 }
 
 double peak_gflops(int threads, double seconds) {
-  FASTNN_CHECK(threads >= 1, "peak_gflops: threads must be >= 1, got ", threads);
+  FASTNN_CHECK(threads >= 1 && threads <= max_threads(), "peak_gflops: argument 'threads' must be in [1, ",
+               max_threads(), "], got ", threads);
+  FASTNN_CHECK(seconds > 0 && seconds <= 60, "peak_gflops: argument 'seconds' must be in (0, 60], got ",
+               seconds);
   const GemmKernels& kr = kernels_for(active_isa());
   std::vector<double> flops(size_t(threads), 0.0);
   std::vector<float> sink(size_t(threads) * 16, 0.0f);

@@ -1,5 +1,6 @@
 #include "fastnn/runtime.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 
@@ -7,7 +8,6 @@
 #include "fastnn/parallel.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
 #define FASTNN_X86 1
 #endif
 
@@ -27,11 +27,25 @@ int get_num_threads() {
 #else
   n = 1;
 #endif
-  return n < 1 ? 1 : n;
+  return std::min(std::max(n, 1), max_threads());
+}
+
+int max_threads() {
+  // OpenMP ends the process when it cannot create a thread, so requests are
+  // capped well below that: oversubscription past 4x the cores only slows.
+#ifdef FASTNN_OPENMP
+  int cap = std::max(16, 4 * omp_get_num_procs());
+  const int limit = omp_get_thread_limit();
+  if (limit > 0) cap = std::min(cap, limit);
+  return cap;
+#else
+  return 1;
+#endif
 }
 
 void set_num_threads(int n) {
-  FASTNN_CHECK(n >= 1, "set_num_threads: n must be >= 1, got ", n);
+  FASTNN_CHECK(n >= 1 && n <= max_threads(), "set_num_threads: argument 'n' must be in [1, ",
+               max_threads(), "], got ", n);
   g_threads.store(n, std::memory_order_relaxed);
 }
 
@@ -40,12 +54,6 @@ bool openmp_enabled() {
   return true;
 #else
   return false;
-#endif
-}
-
-void enable_flush_to_zero() {
-#ifdef FASTNN_X86
-  _mm_setcsr(_mm_getcsr() | 0x8040);  // FTZ (bit 15) | DAZ (bit 6)
 #endif
 }
 
@@ -67,9 +75,21 @@ Isa parse_isa(const std::string& name) {
                               name + "'");
 }
 
+bool isa_emulated() {
+#ifdef FASTNN_EMULATE_AVX512
+  return true;
+#else
+  return false;
+#endif
+}
+
 Isa best_supported_isa() {
 #if defined(FASTNN_X86) && defined(FASTNN_HAVE_X86_ISA)
   __builtin_cpu_init();
+#ifdef FASTNN_EMULATE_AVX512
+  // test build: the avx512 kernels are compiled for AVX2 (see CMakeLists.txt)
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx512;
+#endif
   // The OS must also save the wide registers (XSAVE state), which
   // __builtin_cpu_supports checks for avx2/avx512f on current GCC and Clang.
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&

@@ -50,12 +50,6 @@ namespace {
 
 constexpr int kMaxDevices = 64;
 
-int current_device() {
-  int d = 0;
-  check(cudaGetDevice(&d), "cudaGetDevice");
-  return d;
-}
-
 // Per-device facts that never change, looked up once. 0 means "not yet".
 std::atomic<int> g_sm_count[kMaxDevices];
 // 1: memory pools (set up), 2: plain cudaMalloc, 0: not yet decided.
@@ -84,22 +78,6 @@ bool use_pool(int device) {
   return mode == 1;
 }
 
-// Device `device` becomes current for the scope, so a buffer is freed on the
-// device it came from whatever the calling thread last selected.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) : previous_(current_device()) {
-    if (device != previous_) check(cudaSetDevice(device), "cudaSetDevice");
-  }
-  ~DeviceGuard() {
-    int now = 0;
-    if (cudaGetDevice(&now) == cudaSuccess && now != previous_) cudaSetDevice(previous_);
-  }
-
- private:
-  int previous_;
-};
-
 float* allocate(int64_t bytes, int device, const std::vector<int64_t>& shape) {
   void* p = nullptr;
   cudaError_t e;
@@ -126,6 +104,32 @@ float* allocate(int64_t bytes, int device, const std::vector<int64_t>& shape) {
 }
 
 }  // namespace
+
+int current_device() {
+  int d = 0;
+  check(cudaGetDevice(&d), "cudaGetDevice");
+  return d;
+}
+
+void set_device(int device) {
+  const int n = device_count();
+  FASTNN_CHECK(device >= 0 && device < n, "device index ", device, " out of range: ", n,
+               " CUDA device(s) found");
+  check(cudaSetDevice(device), "cudaSetDevice");
+}
+
+DeviceGuard::DeviceGuard(int device) : previous_(current_device()) {
+  if (device != previous_) check(cudaSetDevice(device), "cudaSetDevice");
+}
+
+// Never throws (it runs during unwinding): a failure to switch back leaves
+// the device as it is.
+DeviceGuard::~DeviceGuard() {
+  int now = 0;
+  if (cudaGetDevice(&now) != cudaSuccess ||
+      (now != previous_ && cudaSetDevice(previous_) != cudaSuccess))
+    cudaGetLastError();  // not left behind to fail the next, unrelated call
+}
 
 int multiprocessor_count() {
   const int d = current_device();

@@ -40,8 +40,28 @@ std::string init_error();
 // (an asynchronous kernel fault shows up here).
 void synchronize();
 
+// The calling thread's current device, and setting it (ValueError-style
+// std::invalid_argument for an index out of range).
+int current_device();
+void set_device(int device);
+
 // Streaming multiprocessors of the current device, cached per device.
 int multiprocessor_count();
+
+// Makes `device` the calling thread's current device for the scope and puts
+// the previous one back at its end, so work on a buffer is queued (and
+// memory allocated) on the device it lives on, whichever device the caller
+// last selected.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device);
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_;
+};
 
 struct DeviceInfo {
   std::string name;

@@ -9,12 +9,10 @@
 
 namespace fastnn {
 
-int get_num_threads();       // threads a kernel may use (OMP_NUM_THREADS respected)
-void set_num_threads(int n);  // n >= 1
+int get_num_threads();        // threads a kernel may use (OMP_NUM_THREADS respected)
+void set_num_threads(int n);   // 1 <= n <= max_threads()
+int max_threads();             // the most a kernel may ask for (4x the cores, at least 16)
 bool openmp_enabled();
-
-// Sets flush-to-zero / denormals-are-zero for the calling thread.
-void enable_flush_to_zero();
 
 // f(begin, end) over [0, n) split into at most `threads` contiguous chunks.
 // Runs inline when one chunk suffices (no parallel region is opened).
@@ -37,7 +35,9 @@ void parallel_for(int64_t n, int threads, const F& f) {
 }
 
 // f(thread_index, thread_count) once in each of `threads` threads; the
-// body may use barrier() to wait for the others.
+// body may call barrier(thread_count) to wait for the others. Inside an
+// enclosing parallel region (a kernel called from a parallel loop) it runs
+// once, inline, with thread_count 1.
 template <class F>
 void parallel_region(int threads, const F& f) {
 #ifdef FASTNN_OPENMP
@@ -50,9 +50,16 @@ void parallel_region(int threads, const F& f) {
   f(0, 1);
 }
 
-inline void barrier() {
+// Waits for the other threads of a parallel_region of `thread_count`
+// threads. With one thread it does nothing: the region then runs inline and
+// an OpenMP barrier would bind to an enclosing team, which is not waiting.
+inline void barrier(int thread_count) {
 #ifdef FASTNN_OPENMP
+  if (thread_count > 1) {
 #pragma omp barrier
+  }
+#else
+  (void)thread_count;
 #endif
 }
 

@@ -11,6 +11,9 @@ Isa best_supported_isa();       // from CPUID
 Isa active_isa();                // FASTNN_ISA if set (and supported), else the best
 void set_active_isa(Isa isa);    // throws if this CPU cannot run it
 Isa parse_isa(const std::string& name);  // throws on an unknown name
+// True in a test build whose avx512 kernels are compiled for AVX2, so that
+// their tile sizes run (and are tested) on a CPU without AVX-512.
+bool isa_emulated();
 
 const char* version();
 const char* compiler();

@@ -9,6 +9,7 @@
 #include "fastnn/gemm.h"
 #include "fastnn/parallel.h"
 #include "fastnn/runtime.h"
+#include "fastnn/selftest.h"
 
 namespace py = pybind11;
 using namespace fastnn;
@@ -36,8 +37,22 @@ struct Matrix {
   }
 };
 
+// float32 in this machine's byte order (a '>f4' array is not).
 bool is_float32(const py::array& x) {
-  return x.dtype().kind() == 'f' && x.itemsize() == 4;
+  const py::dtype dt = x.dtype();
+  if (dt.kind() != 'f' || dt.itemsize() != 4) return false;
+  const char order = dt.byteorder();
+  const bool little = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
+  return order == '=' || order == '|' || order == (little ? '<' : '>');
+}
+
+bool is_aligned(const py::array& x) {
+  return (x.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
+}
+
+// A row-major, aligned float32 copy; errors (MemoryError...) propagate.
+py::array contiguous_copy(const py::array& x) {
+  return py::module_::import("numpy").attr("ascontiguousarray")(x, "float32");
 }
 
 Matrix as_matrix(py::array& x, const char* fn, const char* name) {
@@ -47,6 +62,7 @@ Matrix as_matrix(py::array& x, const char* fn, const char* name) {
     throw py::type_error(str_cat(fn, ": argument '", name, "' must be float32, got ",
                                  std::string(py::str(x.dtype()))));
   const int64_t r = x.shape(0), c = x.shape(1);
+  if (!is_aligned(x)) x = contiguous_copy(x);
   const int64_t s0 = x.strides(0), s1 = x.strides(1);
   const auto* p = static_cast<const float*>(x.data());
   auto unit = [](int64_t stride, int64_t extent) { return stride == 4 || extent <= 1; };
@@ -62,13 +78,31 @@ Matrix as_matrix(py::array& x, const char* fn, const char* name) {
     if (ld > 0) return {p, r, c, true, ld};
   }
   // strided both ways (or negative strides): work on a row-major copy
-  x = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(x);
-  if (!x) throw py::error_already_set();
+  x = contiguous_copy(x);
   return {static_cast<const float*>(x.data()), r, c, false, std::max<int64_t>(c, 1)};
 }
 
 bool overlaps(const Matrix& m, const char* lo, const char* hi) {
   return m.begin() < hi && lo < m.end();
+}
+
+// The output of a kernel: a given float32 array of shape (M, N), C-contiguous,
+// aligned and writeable.
+py::array check_c(const py::object& c_obj, int64_t M, int64_t N, const char* fn) {
+  if (!py::isinstance<py::array>(c_obj))
+    throw py::type_error(str_cat(fn, ": argument 'c' must be a numpy.ndarray, got ",
+                                 std::string(py::str(py::type::handle_of(c_obj).attr("__name__")))));
+  auto c_arr = py::reinterpret_borrow<py::array>(c_obj);
+  if (!is_float32(c_arr))
+    throw py::type_error(str_cat(fn, ": argument 'c' must be float32 in native byte order, got ",
+                                 std::string(py::str(c_arr.dtype()))));
+  FASTNN_CHECK(c_arr.ndim() == 2 && c_arr.shape(0) == M && c_arr.shape(1) == N, fn,
+               ": argument 'c' must have shape (", M, ", ", N, "), got ", shape_str(c_arr));
+  FASTNN_CHECK((c_arr.flags() & py::array::c_style) != 0, fn,
+               ": argument 'c' must be C-contiguous");
+  FASTNN_CHECK(is_aligned(c_arr), fn, ": argument 'c' must be aligned to 4 bytes");
+  FASTNN_CHECK(c_arr.writeable(), fn, ": argument 'c' must be writeable");
+  return c_arr;
 }
 
 py::array gemm_py(py::array a_arr, py::array b_arr, bool trans_a, bool trans_b, float alpha,
@@ -83,19 +117,7 @@ py::array gemm_py(py::array a_arr, py::array b_arr, bool trans_a, bool trans_b, 
     c_arr = py::array_t<float>({M, N});
     beta = 0.0f;
   } else {
-    if (!py::isinstance<py::array>(c_obj))
-      throw py::type_error(str_cat("gemm: argument 'c' must be a numpy.ndarray, got ",
-                                   std::string(py::str(py::type::handle_of(c_obj).attr("__name__")))));
-    c_arr = py::reinterpret_borrow<py::array>(c_obj);
-    if (!is_float32(c_arr))
-      throw py::type_error(str_cat("gemm: argument 'c' must be float32, got ",
-                                   std::string(py::str(c_arr.dtype()))));
-    FASTNN_CHECK(c_arr.ndim() == 2 && c_arr.shape(0) == M && c_arr.shape(1) == N,
-                 "gemm: argument 'c' must have shape (", M, ", ", N, "), got ",
-                 shape_str(c_arr));
-    FASTNN_CHECK((c_arr.flags() & py::array::c_style) != 0,
-                 "gemm: argument 'c' must be C-contiguous");
-    FASTNN_CHECK(c_arr.writeable(), "gemm: argument 'c' must be writeable");
+    c_arr = check_c(c_obj, M, N, "gemm");
   }
   float* c = static_cast<float*>(c_arr.mutable_data());
   // The kernel reads a and b while it writes c: never let them overlap.
@@ -118,16 +140,15 @@ py::array gemm_py(py::array a_arr, py::array b_arr, bool trans_a, bool trans_b, 
   return c_arr;
 }
 
+// For tests only: no overlap handling, c must not alias a or b.
 py::array gemm_reference_py(py::array a_arr, py::array b_arr, bool trans_a, bool trans_b,
-                            float alpha, float beta, py::array c_arr) {
+                            float alpha, float beta, py::object c_obj) {
   const Matrix a = as_matrix(a_arr, "gemm_reference", "a");
   const Matrix b = as_matrix(b_arr, "gemm_reference", "b");
   const int64_t M = trans_a ? a.cols : a.rows, K = trans_a ? a.rows : a.cols;
   const int64_t N = trans_b ? b.rows : b.cols;
   FASTNN_CHECK((trans_b ? b.cols : b.rows) == K, "gemm_reference: inner dimensions differ");
-  FASTNN_CHECK(c_arr.ndim() == 2 && c_arr.shape(0) == M && c_arr.shape(1) == N &&
-                   (c_arr.flags() & py::array::c_style) && c_arr.itemsize() == 4,
-               "gemm_reference: bad c");
+  py::array c_arr = check_c(c_obj, M, N, "gemm_reference");
   float* c = static_cast<float*>(c_arr.mutable_data());
   py::gil_scoped_release release;
   gemm_reference(trans_a != a.transposed, trans_b != b.transposed, M, N, K, alpha, a.p, a.ld,
@@ -150,6 +171,11 @@ PYBIND11_MODULE(_C, m) {
   }, py::arg("threads") = 1, py::arg("seconds") = 0.2,
      "measured FMA peak in GFLOP/s of the active instruction set");
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
+  m.def("max_threads", &max_threads);
+  m.def("_nested_gemm_check", [](int outer, int64_t m, int64_t k, int64_t n) {
+    py::gil_scoped_release release;
+    return gemm_nested_selftest(outer, m, k, n);
+  }, py::arg("outer"), py::arg("m"), py::arg("k"), py::arg("n"));
   m.def("get_num_threads", &get_num_threads);
   m.def("get_isa", [] { return std::string(isa_name(active_isa())); });
   m.def("set_isa", [](const std::string& name) { set_active_isa(parse_isa(name)); },
@@ -167,6 +193,7 @@ PYBIND11_MODULE(_C, m) {
     d["threads"] = get_num_threads();
     d["isa"] = isa_name(active_isa());
     d["isa_best"] = isa_name(best_supported_isa());
+    d["isa_emulated"] = isa_emulated();
     return d;
   });
 }

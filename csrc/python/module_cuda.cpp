@@ -25,21 +25,40 @@ using fastnn::cuda::shape_str;
 
 namespace {
 
-// An int or a sequence of ints, as NumPy accepts for shapes.
+std::string type_name(const py::handle& obj) {
+  return py::str(py::type::of(obj).attr("__name__"));
+}
+
+// One extent: anything operator.index accepts (int, np.int64, ...).
+int64_t to_extent(const py::handle& item, const char* fn) {
+  if (!PyIndex_Check(item.ptr()))
+    throw py::type_error(str_cat(fn, ": argument 'shape' must hold ints, got ", type_name(item)));
+  const auto index = py::reinterpret_steal<py::object>(PyNumber_Index(item.ptr()));
+  if (!index) throw py::error_already_set();
+  int overflow = 0;
+  const long long d = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+  if (d == -1 && PyErr_Occurred()) throw py::error_already_set();
+  FASTNN_CHECK(overflow == 0, fn, ": argument 'shape' holds ", std::string(py::str(index)),
+               ", too large for a size");
+  return int64_t(d);
+}
+
+// An integer or a sequence of them, as NumPy accepts for shapes.
 std::vector<int64_t> to_shape(const py::handle& obj, const char* fn) {
   std::vector<int64_t> shape;
-  if (py::isinstance<py::int_>(obj)) {
-    shape.push_back(obj.cast<int64_t>());
-  } else if (py::isinstance<py::sequence>(obj) && !py::isinstance<py::str>(obj)) {
-    for (const py::handle item : py::reinterpret_borrow<py::sequence>(obj)) {
-      if (!py::isinstance<py::int_>(item))
-        throw py::type_error(str_cat(fn, ": argument 'shape' must hold ints, got ",
-                                     std::string(py::str(py::type::of(item).attr("__name__")))));
-      shape.push_back(item.cast<int64_t>());
-    }
-  } else {
+  const bool is_0d_array =
+      py::isinstance<py::array>(obj) && py::reinterpret_borrow<py::array>(obj).ndim() == 0;
+  if (py::isinstance<py::str>(obj) || py::isinstance<py::bytes>(obj)) {
     throw py::type_error(str_cat(fn, ": argument 'shape' must be an int or a tuple of ints, got ",
-                                 std::string(py::str(py::type::of(obj).attr("__name__")))));
+                                 type_name(obj)));
+  } else if (is_0d_array || !py::isinstance<py::sequence>(obj)) {
+    if (!PyIndex_Check(obj.ptr()))
+      throw py::type_error(str_cat(fn, ": argument 'shape' must be an int or a tuple of ints, got ",
+                                   type_name(obj)));
+    shape.push_back(to_extent(obj, fn));
+  } else {
+    for (const py::handle item : py::reinterpret_borrow<py::sequence>(obj))
+      shape.push_back(to_extent(item, fn));
   }
   for (int64_t d : shape)
     FASTNN_CHECK(d >= 0, fn, ": argument 'shape' must not be negative, got ", shape_str(shape));
@@ -58,14 +77,21 @@ DeviceBuffer zeros(const py::object& shape_obj) {
   return DeviceBuffer::zeros(std::move(shape));
 }
 
-// Any numeric array; converted to float32 in C order on the host first.
+// Any numeric array; converted to native float32 in C order on the host
+// first (by NumPy, so a failure such as MemoryError is raised as it is).
 DeviceBuffer from_numpy(const py::array& x) {
   const char kind = x.dtype().kind();
   if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b')
     throw py::type_error(str_cat("DeviceArray.from_numpy: argument 'x' must be an array of ",
                                  "numbers, got dtype ", std::string(py::str(x.dtype()))));
-  auto host = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(x);
-  if (!host) throw py::error_already_set();
+  // asarray keeps a 0-d array 0-d (ascontiguousarray would make it 1-d); a
+  // byte-swapped '>f4' is not equivalent to float32, so it is converted too.
+  using HostArray = py::array_t<float, py::array::c_style>;
+  const py::object host_obj =
+      py::module_::import("numpy").attr("asarray")(x, "float32", py::arg("order") = "C");
+  if (!HostArray::check_(host_obj))
+    throw std::logic_error("DeviceArray.from_numpy: numpy.asarray gave no C-order float32 array");
+  const auto host = py::reinterpret_borrow<HostArray>(host_obj);
   std::vector<int64_t> shape(host.shape(), host.shape() + host.ndim());
   const float* src = host.data();
   py::gil_scoped_release release;
@@ -91,8 +117,8 @@ py::tuple shape_tuple(const DeviceBuffer& x) {
 
 const DeviceBuffer& matrix_arg(const py::handle& obj, const char* name) {
   if (!py::isinstance<DeviceBuffer>(obj))
-    throw py::type_error(str_cat("gemm: argument '", name, "' must be a DeviceArray, got ",
-                                 std::string(py::str(py::type::of(obj).attr("__name__")))));
+    throw py::type_error(
+        str_cat("gemm: argument '", name, "' must be a DeviceArray, got ", type_name(obj)));
   const DeviceBuffer& x = obj.cast<const DeviceBuffer&>();
   FASTNN_CHECK(x.ndim() == 2, "gemm: argument '", name, "' must be 2-D, got shape ",
                shape_str(x.shape()));
@@ -110,19 +136,24 @@ py::object gemm(const py::object& a_obj, const py::object& b_obj, bool trans_a, 
   FASTNN_CHECK(K == Kb, "gemm: inner dimensions differ: op(a) has shape (", M, ", ", K,
                ") and op(b) has shape (", Kb, ", ", N, ")");
 
+  FASTNN_CHECK(a.device() == b.device(), "gemm: arguments 'a' and 'b' are on different devices (",
+               "cuda:", a.device(), " and cuda:", b.device(), ")");
+  if (!c_obj.is_none()) {
+    const DeviceBuffer& c = matrix_arg(c_obj, "c");
+    FASTNN_CHECK(c.shape()[0] == M && c.shape()[1] == N, "gemm: argument 'c' must have shape (",
+                 M, ", ", N, "), got ", shape_str(c.shape()));
+    FASTNN_CHECK(c.device() == a.device(), "gemm: argument 'c' is on cuda:", c.device(),
+                 " but 'a' and 'b' are on cuda:", a.device());
+  }
+  // The operands' device is current for the call (a new c is allocated and
+  // the kernel queued there), the caller's one again afterwards.
+  fastnn::cuda::DeviceGuard guard(a.device());
   py::object result = c_obj;
   if (c_obj.is_none()) {
     beta = 0.f;
     result = py::cast(DeviceBuffer(std::vector<int64_t>{M, N}));
-  } else {
-    const DeviceBuffer& c = matrix_arg(c_obj, "c");
-    FASTNN_CHECK(c.shape()[0] == M && c.shape()[1] == N, "gemm: argument 'c' must have shape (",
-                 M, ", ", N, "), got ", shape_str(c.shape()));
   }
   DeviceBuffer& c = result.cast<DeviceBuffer&>();
-  FASTNN_CHECK(a.device() == c.device() && b.device() == c.device(),
-               "gemm: arguments are on different devices (a: cuda:", a.device(), ", b: cuda:",
-               b.device(), ", c: cuda:", c.device(), ")");
 
   py::gil_scoped_release release;
   // The kernel reads A and B while it writes C: an operand that is also the
@@ -202,6 +233,10 @@ PYBIND11_MODULE(_C_cuda, m) {
         fastnn::cuda::synchronize();
       },
       "Waits for all queued GPU work; raises what it reports");
+  m.def("current_device", &fastnn::cuda::current_device,
+        "The calling thread's current device: new arrays are allocated there");
+  m.def("set_device", &fastnn::cuda::set_device, py::arg("device"),
+        "Makes `device` the calling thread's current device");
   m.def("device_info", &device_info, py::arg("device") = 0,
         "name, compute_capability, multiprocessors and total_memory of a GPU");
 }

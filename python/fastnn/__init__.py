@@ -10,8 +10,9 @@ def set_num_threads(n):
     """Sets how many threads the CPU kernels use (OMP_NUM_THREADS sets the default)."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads: argument 'n' must be an int, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"set_num_threads: argument 'n' must be >= 1, got {n}")
+    if not 1 <= n <= _C.max_threads():
+        raise ValueError(
+            f"set_num_threads: argument 'n' must be in [1, {_C.max_threads()}], got {n}")
     _C.set_num_threads(n)
 
 

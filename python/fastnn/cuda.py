@@ -10,9 +10,9 @@ Arrays on the GPU are ``DeviceArray`` objects (float32, C order)::
 Work is queued asynchronously; ``.numpy()`` waits for it, ``synchronize()``
 waits explicitly (for timing).
 """
-import numbers
-
 import numpy as np
+
+from ._checks import as_float32, real
 
 try:
     from . import _C_cuda
@@ -80,13 +80,8 @@ def to_device(x):
     if is_device_array(x):
         return x
     _require_gpu("to_device")
-    try:
-        arr = np.asarray(x)
-    except Exception as e:  # ragged lists and the like
-        raise TypeError(f"to_device: argument 'x' must be an array of numbers ({e})") from None
-    if arr.dtype.kind not in "fiub":
-        raise TypeError(f"to_device: argument 'x' must be an array of numbers, got dtype {arr.dtype}")
-    return DeviceArray.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+    # C order (and native byte order, for a '>f4' input) is left to from_numpy
+    return DeviceArray.from_numpy(as_float32(x, "x", "to_device"))
 
 
 def to_host(x):
@@ -115,12 +110,6 @@ def _device_matrix(x, name, fn, on_gpu):
         "with .numpy()")
 
 
-def _scalar(x, name, fn):
-    if isinstance(x, bool) or not isinstance(x, numbers.Real):
-        raise TypeError(f"{fn}: argument '{name}' must be a real number, got {type(x).__name__}")
-    return float(x)
-
-
 def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, c=None):
     """C = alpha * op(a) @ op(b) + beta * C on the GPU, op(x) = x.T when trans_x.
 
@@ -134,8 +123,8 @@ def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, c=None):
     on_gpu = [k for k, v in (("a", a), ("b", b), ("c", c)) if is_device_array(v)]
     a = _device_matrix(a, "a", fn, on_gpu)
     b = _device_matrix(b, "b", fn, on_gpu)
-    alpha = _scalar(alpha, "alpha", fn)
-    beta = _scalar(beta, "beta", fn)
+    alpha = real(alpha, "alpha", fn)
+    beta = real(beta, "beta", fn)
     trans_a, trans_b = bool(trans_a), bool(trans_b)
     m, k = a.shape[::-1] if trans_a else a.shape
     kb, n = b.shape[::-1] if trans_b else b.shape

@@ -2,34 +2,11 @@
 they run. The C++ side checks shapes, dtypes and layouts and names the
 argument in its errors; here only what is not a float32 array is converted,
 so the common call costs little more than the kernel."""
-import numbers
-
-import numpy as np
-
 from . import _C
 from . import cuda as _cuda
+from ._checks import as_float32, real
 
 __all__ = ["gemm"]
-
-def _as_float32(x, name, fn):
-    """x as a float32 ndarray, or TypeError naming the argument."""
-    if isinstance(x, np.ndarray):
-        arr = x
-    else:
-        try:
-            arr = np.asarray(x)
-        except (TypeError, ValueError) as e:  # ragged lists and the like
-            raise TypeError(f"{fn}: argument '{name}' must be an array of numbers ({e})") from None
-    if arr.dtype.kind not in "fiub":
-        raise TypeError(
-            f"{fn}: argument '{name}' must be an array of numbers, got dtype {arr.dtype}")
-    return arr.astype(np.float32, copy=False)
-
-
-def _real(x, name, fn):
-    if isinstance(x, bool) or not isinstance(x, numbers.Real):
-        raise TypeError(f"{fn}: argument '{name}' must be a real number, got {type(x).__name__}")
-    return float(x)
 
 
 def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, c=None):
@@ -48,8 +25,8 @@ def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, c=None):
     # raised again below with the argument named
     if _cuda.is_device_array(a) or _cuda.is_device_array(b) or _cuda.is_device_array(c):
         return _cuda.gemm(a, b, trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta, c=c)
-    a = _as_float32(a, "a", "gemm")
-    b = _as_float32(b, "b", "gemm")
-    alpha = _real(alpha, "alpha", "gemm")
-    beta = _real(beta, "beta", "gemm")
+    a = as_float32(a, "a", "gemm")
+    b = as_float32(b, "b", "gemm")
+    alpha = real(alpha, "alpha", "gemm")
+    beta = real(beta, "beta", "gemm")
     return _C.gemm(a, b, bool(trans_a), bool(trans_b), alpha, beta, c)

@@ -11,7 +11,7 @@ namespace fastnn {
 struct GemmKernels {
   const char* name;
   int mr, nr;      // register tile: mr rows of C by nr columns (nr in vector lanes)
-  int kc, nc;      // cache blocking: a packed kc x nc block of B stays in L2
+  int kc, nc;      // cache blocking: packed blocks of B are kc x nc
 
   // Packs rows [0, m) (m <= mr), k in [0, kc) of op(A) into one micro-panel
   // ap[k*mr + i], rows m..mr-1 zero.
