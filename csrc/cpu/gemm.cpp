@@ -52,7 +52,7 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
 int threads_for(int64_t M, int64_t N, int64_t K) {
   const double flops = 2.0 * double(M) * double(N) * double(K);
   const int want = get_num_threads();
-  const int useful = int(std::min<double>(want, std::max(1.0, flops / 3.0e5)));
+  const int useful = int(std::min<double>(want, std::max(1.0, flops / 6.0e5)));
   return std::max(1, useful);
 }
 
@@ -92,8 +92,7 @@ void gemm_narrow(const GemmKernels& kr, int nt, int64_t M, int64_t N, int64_t K,
   int64_t ldbt = b.cs;
   if (b.rs != 1) {  // op(B) = B: gather its columns
     float* buf = workspace(Slot::gemm_b, checked_mul(N, K));
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t j = 0; j < N; ++j) buf[j * K + k] = b.p[k * b.rs + j * b.cs];
+    kr.pack_bt(K, N, b.p, b.rs, b.cs, buf);
     bt = buf;
     ldbt = K;
   }

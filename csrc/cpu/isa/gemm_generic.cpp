@@ -12,7 +12,7 @@ namespace fastnn {
 const GemmKernels& gemm_kernels_generic() {
   using namespace isa_generic;
   static const GemmKernels k{"generic", MR, NR, KC, NC, pack_a, pack_b, tile_packed, tile_strided,
-                             DR, DC, tile_dot, fma_probe};
+                             DR, DC, pack_bt, tile_dot, fma_probe};
   return k;
 }
 

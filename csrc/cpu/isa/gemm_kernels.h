@@ -36,6 +36,8 @@ struct GemmKernels {
   // C[i, j] for i < m <= dr, j < n <= dc, rows of A at a + i*lda and rows of
   // B^T at bt + j*ldbt, both contiguous along k.
   int dr, dc;
+  // op(B) (K x n) transposed into bt (n x K) for tile_dot.
+  void (*pack_bt)(int64_t K, int64_t n, const float* b, int64_t rs, int64_t cs, float* bt);
   void (*tile_dot)(int64_t K, const float* a, int64_t lda, const float* bt, int64_t ldbt,
                    float* c, int64_t ldc, int64_t m, int64_t n, float alpha, float beta);
 
