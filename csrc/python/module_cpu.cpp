@@ -10,17 +10,17 @@
 #include "fastnn/parallel.h"
 #include "fastnn/runtime.h"
 #include "fastnn/selftest.h"
+#include "arrays.h"
 
 namespace py = pybind11;
 using namespace fastnn;
+using namespace fastnn::py_arrays;
+
+namespace fastnn {
+void bind_pointwise(py::module_& m);  // bind_pointwise.cpp
+}
 
 namespace {
-
-std::string shape_str(const py::array& x) {
-  std::string s = "(";
-  for (py::ssize_t d = 0; d < x.ndim(); ++d) s += (d ? ", " : "") + std::to_string(x.shape(d));
-  return s + (x.ndim() == 1 ? ",)" : ")");
-}
 
 // A float32 matrix as (pointer, transposed?, leading dimension) without
 // copying: row-major, or column-major (a transposed view) read as its
@@ -36,19 +36,6 @@ struct Matrix {
     return reinterpret_cast<const char*>(p + (outer > 0 ? (outer - 1) * ld + inner : 0));
   }
 };
-
-// float32 in this machine's byte order (a '>f4' array is not).
-bool is_float32(const py::array& x) {
-  const py::dtype dt = x.dtype();
-  if (dt.kind() != 'f' || dt.itemsize() != 4) return false;
-  const char order = dt.byteorder();
-  const bool little = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
-  return order == '=' || order == '|' || order == (little ? '<' : '>');
-}
-
-bool is_aligned(const py::array& x) {
-  return (x.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
-}
 
 // A row-major, aligned float32 copy; errors (MemoryError...) propagate.
 py::array contiguous_copy(const py::array& x) {
@@ -160,6 +147,7 @@ py::array gemm_reference_py(py::array a_arr, py::array b_arr, bool trans_a, bool
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fastnn CPU kernels";
+  bind_pointwise(m);
   m.def("gemm", &gemm_py, py::arg("a"), py::arg("b"), py::arg("trans_a"), py::arg("trans_b"),
         py::arg("alpha"), py::arg("beta"), py::arg("c").none(true),
         "c = alpha * op(a) @ op(b) + beta * c on float32 arrays; c is updated in place");

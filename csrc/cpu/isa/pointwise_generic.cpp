@@ -1,0 +1,4 @@
+// Pointwise loops for the generic instruction set.
+#define FASTNN_ISA generic
+#define FASTNN_VBYTES 16
+#include "pointwise_kernels.inc"

@@ -1,0 +1,41 @@
+// The interface between the pointwise drivers (csrc/cpu/pointwise.cpp) and
+// their SIMD loops, one set per instruction set (pointwise_<isa>.cpp). Each
+// loop runs on one thread over the range it is given; the drivers split the
+// work. Buffers are contiguous float32.
+#pragma once
+#include <cstdint>
+
+namespace fastnn {
+
+struct PointwiseKernels {
+  // y = f(x) over n elements
+  using Unary = void (*)(int64_t n, const float* x, float* y);
+  // dx = dy * f'(x), written through the forward output y
+  using UnaryBackward = void (*)(int64_t n, const float* y, const float* dy, float* dx);
+  // over the last axis of (rows, cols)
+  using Rows = void (*)(int64_t rows, int64_t cols, const float* x, float* y);
+  using RowsBackward = void (*)(int64_t rows, int64_t cols, const float* y, const float* dy,
+                                float* dx);
+
+  Unary relu, sigmoid, tanh;
+  UnaryBackward relu_backward, sigmoid_backward, tanh_backward;
+  Rows softmax, log_softmax;
+  RowsBackward softmax_backward, log_softmax_backward;
+  // prob = softmax(logits), loss[r] = -log softmax(logits)[r, labels[r]]
+  void (*cross_entropy)(int64_t rows, int64_t cols, const float* logits, const int64_t* labels,
+                        float* prob, double* loss);
+  void (*cross_entropy_backward)(int64_t rows, int64_t cols, const float* prob,
+                                 const int64_t* labels, float scale, float* dx);
+  // elements [begin, end) of the whole array: y[i] = x[i] * keep(key, i) * scale
+  void (*dropout)(int64_t begin, int64_t end, const float* x, float* y, uint32_t threshold,
+                  float scale, uint64_t key);
+  void (*axpy)(int64_t n, float alpha, const float* x, float* y);
+};
+
+const PointwiseKernels& pointwise_kernels_generic();
+#ifdef FASTNN_HAVE_X86_ISA
+const PointwiseKernels& pointwise_kernels_avx2();
+const PointwiseKernels& pointwise_kernels_avx512();
+#endif
+
+}  // namespace fastnn

@@ -1,0 +1,144 @@
+// _C bindings of the pointwise kernels (csrc/cpu/pointwise.cpp): array
+// checks and GIL release. Row-wise ops work over the last axis.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include "arrays.h"
+#include "fastnn/pointwise.h"
+
+namespace py = pybind11;
+
+namespace fastnn {
+
+namespace {
+
+using namespace py_arrays;
+
+using UnaryFn = void (*)(int64_t, const float*, float*);
+using UnaryBackwardFn = void (*)(int64_t, const float*, const float*, float*);
+using RowsFn = void (*)(int64_t, int64_t, const float*, float*);
+using RowsBackwardFn = void (*)(int64_t, int64_t, const float*, const float*, float*);
+
+// (rows, cols) of x seen as rows of its last axis
+std::pair<int64_t, int64_t> rows_cols(const py::array& x, const char* fn) {
+  FASTNN_CHECK(x.ndim() >= 1, fn, ": argument 'x' must have at least 1 dimension, got a scalar");
+  const int64_t cols = x.shape(x.ndim() - 1);
+  return {cols == 0 ? 0 : int64_t(x.size()) / cols, cols};
+}
+
+void bind_unary(py::module_& m, const char* name, UnaryFn fwd, const char* bwd_name,
+                UnaryBackwardFn bwd) {
+  m.def(name, [name, fwd](const py::array& x) {
+    const float* xp = in_f32(x, name, "x");
+    auto y = empty_like(x);
+    float* yp = y.mutable_data();
+    py::gil_scoped_release release;
+    fwd(int64_t(x.size()), xp, yp);
+    return y;
+  }, py::arg("x"));
+  m.def(bwd_name, [bwd_name, bwd](const py::array& y, const py::array& dy) {
+    check_same_shape(y, dy, bwd_name, "y", "dy");
+    const float* yp = in_f32(y, bwd_name, "y");
+    const float* dyp = in_f32(dy, bwd_name, "dy");
+    auto dx = empty_like(y);
+    float* dxp = dx.mutable_data();
+    py::gil_scoped_release release;
+    bwd(int64_t(y.size()), yp, dyp, dxp);
+    return dx;
+  }, py::arg("y"), py::arg("dy"));
+}
+
+void bind_rows(py::module_& m, const char* name, RowsFn fwd, const char* bwd_name,
+               RowsBackwardFn bwd) {
+  m.def(name, [name, fwd](const py::array& x) {
+    const float* xp = in_f32(x, name, "x");
+    const auto [rows, cols] = rows_cols(x, name);
+    auto y = empty_like(x);
+    float* yp = y.mutable_data();
+    py::gil_scoped_release release;
+    fwd(rows, cols, xp, yp);
+    return y;
+  }, py::arg("x"));
+  m.def(bwd_name, [bwd_name, bwd](const py::array& y, const py::array& dy) {
+    check_same_shape(y, dy, bwd_name, "y", "dy");
+    const float* yp = in_f32(y, bwd_name, "y");
+    const float* dyp = in_f32(dy, bwd_name, "dy");
+    const auto [rows, cols] = rows_cols(y, bwd_name);
+    auto dx = empty_like(y);
+    float* dxp = dx.mutable_data();
+    py::gil_scoped_release release;
+    bwd(rows, cols, yp, dyp, dxp);
+    return dx;
+  }, py::arg("y"), py::arg("dy"));
+}
+
+const int64_t* labels_for(const py::array& logits, const py::array& labels, const char* fn) {
+  FASTNN_CHECK(logits.ndim() == 2, fn, ": argument 'logits' must be 2-D (batch, classes), got shape ",
+               shape_str(logits));
+  if (!(labels.dtype().kind() == 'i' && labels.dtype().itemsize() == 8))
+    throw py::type_error(str_cat(fn, ": argument 'labels' must be int64, got ",
+                                 std::string(py::str(labels.dtype()))));
+  FASTNN_CHECK(labels.ndim() == 1 && labels.shape(0) == logits.shape(0), fn,
+               ": argument 'labels' must have shape (", logits.shape(0), ",), got ",
+               shape_str(labels));
+  FASTNN_CHECK(is_c_contiguous_aligned(labels), fn, ": argument 'labels' must be C-contiguous");
+  return static_cast<const int64_t*>(labels.data());
+}
+
+}  // namespace
+
+void bind_pointwise(py::module_& m) {
+  bind_unary(m, "relu", relu_forward, "relu_backward", relu_backward);
+  bind_unary(m, "sigmoid", sigmoid_forward, "sigmoid_backward", sigmoid_backward);
+  bind_unary(m, "tanh", tanh_forward, "tanh_backward", tanh_backward);
+  bind_rows(m, "softmax", softmax_forward, "softmax_backward", softmax_backward);
+  bind_rows(m, "log_softmax", log_softmax_forward, "log_softmax_backward", log_softmax_backward);
+
+  m.def("cross_entropy", [](const py::array& logits, const py::array& labels) {
+    const char* fn = "cross_entropy";
+    const float* xp = in_f32(logits, fn, "logits");
+    const int64_t* lp = labels_for(logits, labels, fn);
+    auto prob = empty_like(logits);
+    float* pp = prob.mutable_data();
+    double loss;
+    {
+      py::gil_scoped_release release;
+      loss = cross_entropy_forward(logits.shape(0), logits.shape(1), xp, lp, pp);
+    }
+    return py::make_tuple(loss, prob);
+  }, py::arg("logits"), py::arg("labels"),
+     "(mean loss, softmax probabilities) of integer-labelled logits");
+
+  m.def("cross_entropy_backward", [](const py::array& prob, const py::array& labels,
+                                     float scale) {
+    const char* fn = "cross_entropy_backward";
+    const float* pp = in_f32(prob, fn, "prob");
+    const int64_t* lp = labels_for(prob, labels, fn);
+    auto dx = empty_like(prob);
+    float* dxp = dx.mutable_data();
+    py::gil_scoped_release release;
+    cross_entropy_backward(prob.shape(0), prob.shape(1), pp, lp, scale, dxp);
+    return dx;
+  }, py::arg("prob"), py::arg("labels"), py::arg("scale"),
+     "scale * (prob - onehot(labels))");
+
+  m.def("dropout", [](const py::array& x, float rate, uint64_t key) {
+    const float* xp = in_f32(x, "dropout", "x");
+    auto y = empty_like(x);
+    float* yp = y.mutable_data();
+    py::gil_scoped_release release;
+    dropout(int64_t(x.size()), xp, yp, rate, key);
+    return y;
+  }, py::arg("x"), py::arg("rate"), py::arg("key"),
+     "x * mask / (1 - rate), the mask a function of (key, index) only");
+
+  m.def("axpy", [](float alpha, const py::array& x, py::array& y) {
+    check_same_shape(x, y, "axpy", "x", "y");
+    const float* xp = in_f32(x, "axpy", "x");
+    float* yp = out_f32(y, "axpy", "y");
+    py::gil_scoped_release release;
+    axpy(int64_t(x.size()), alpha, xp, yp);
+  }, py::arg("alpha"), py::arg("x"), py::arg("y"), "y += alpha * x, in place");
+}
+
+}  // namespace fastnn
