@@ -3,6 +3,7 @@
 
     python bench/run.py gemm [--threads 1 2] [--sizes 256 1024 64x2048x512]
                              [--repeat 5] [--min-time 0.2] [--json out.json]
+    python bench/run.py overhead [--batches 32 256]   # one MLP training step vs PyTorch
 
 Every fastnn result is checked against a float64 NumPy reference before it is
 timed, and a wrong result stops the run with an error. The machines here are
@@ -112,11 +113,17 @@ class Session:
         """fastnn and NumPy's BLAS both on n threads."""
         before = fastnn.get_num_threads()
         fastnn.set_num_threads(n)
+        torch = sys.modules.get("torch")
+        torch_before = torch.get_num_threads() if torch else None
+        if torch:
+            torch.set_num_threads(n)
         try:
             with threadpool_limits(limits=n, user_api="blas"):
                 yield
         finally:
             fastnn.set_num_threads(before)
+            if torch:
+                torch.set_num_threads(torch_before)
 
     def peak(self, threads):
         """The FMA peak in GFLOP/s of fastnn's active instruction set."""
@@ -282,12 +289,121 @@ def run_gemm(args, session):
     return rows
 
 
+# ------------------------------------------------------------------ overhead
+
+def import_torch():
+    """PyTorch, the peer of the training benchmarks, or None when it is missing
+    (pip install torch==2.13.0 takes the CPU build from local disk here)."""
+    try:
+        import torch
+    except ImportError:
+        print("PyTorch is not installed: fastnn's column only "
+              "(pip install torch==2.13.0 for the comparison)")
+        return None
+    print(f"PyTorch {torch.__version__}")
+    return torch
+
+
+def add_overhead_arguments(p):
+    p.add_argument("--batches", nargs="+", type=int, default=[32, 256], metavar="B",
+                   help="batch sizes (default: 32 256)")
+    p.add_argument("--hidden", type=int, default=128, help="hidden units (default: 128)")
+
+
+def mlp_steps(batch, hidden, torch):
+    """One SGD training step of a 784-hidden-10 ReLU MLP with cross-entropy,
+    in fastnn (and PyTorch), from the same weights and data. Returns
+    {name: step()} where step() returns the loss tensor."""
+    import fastnn.functional as F
+    rng = np.random.default_rng(0)
+    sizes = [(784, hidden), (hidden, 10)]
+    init = [(rng.uniform(-1, 1, s).astype(np.float32) * np.sqrt(6 / sum(s)),
+             np.zeros(s[1], np.float32)) for s in sizes]
+    x = rng.standard_normal((batch, 784)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    lr = 0.05
+
+    params = [fastnn.tensor(a.copy(), requires_grad=True) for pair in init for a in pair]
+    w1, b1, w2, b2 = params
+    xt = fastnn.tensor(x)
+
+    def fastnn_step():
+        for p in params:
+            p.grad = None
+        loss = F.cross_entropy(F.linear(F.relu(F.linear(xt, w1, b1)), w2, b2), y)
+        loss.backward()
+        with fastnn.no_grad():
+            for p in params:
+                p.add_(p.grad, alpha=-lr)
+        return loss
+
+    steps = {"fastnn": fastnn_step}
+    if torch is not None:
+        model = torch.nn.Sequential(torch.nn.Linear(784, hidden), torch.nn.ReLU(),
+                                    torch.nn.Linear(hidden, 10))
+        with torch.no_grad():
+            for layer, (w, b) in zip((model[0], model[2]), init):
+                layer.weight.copy_(torch.from_numpy(w.T.copy()))  # PyTorch keeps (out, in)
+                layer.bias.copy_(torch.from_numpy(b))
+        opt = torch.optim.SGD(model.parameters(), lr=lr)
+        xp, yp = torch.from_numpy(x), torch.from_numpy(y)
+
+        def torch_step():
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(xp), yp)
+            loss.backward()
+            opt.step()
+            return loss
+        steps["torch"] = torch_step
+    return steps
+
+
+def check_steps(steps, n=5):
+    """Raises BenchError unless the libraries' losses agree over n steps from
+    the same start: a wrong gradient shows as a diverging loss."""
+    losses = {name: [float(step().item()) for _ in range(n)] for name, step in steps.items()}
+    if "torch" in losses:
+        a, b = np.array(losses["fastnn"]), np.array(losses["torch"])
+        if not np.allclose(a, b, rtol=1e-3, atol=1e-4):
+            raise BenchError(f"fastnn's losses {a} differ from PyTorch's {b} over {n} steps "
+                             "from the same weights")
+
+
+def run_overhead(args, session):
+    torch = import_torch()
+    print("timing: best of {} interleaved samples of >= {} s each; one step = forward, "
+          "cross-entropy, backward, SGD update".format(args.repeat, args.min_time))
+    session.table([("model", "model", ""), ("batch", "batch", "d"), ("threads", "threads", "d"),
+                   ("fastnn us", "fastnn_us", ".1f"), ("PyTorch us", "torch_us", ".1f"),
+                   ("PyTorch/fastnn", "speedup", ".2f")])
+    rows = []
+    for batch in args.batches:
+        for t in args.threads:
+            with session.threads(t):
+                steps = mlp_steps(batch, args.hidden, torch)
+                check_steps(steps)
+                times = time_interleaved(steps, args.min_time, args.repeat)
+            row = {"bench": "overhead", "model": f"MLP 784-{args.hidden}-10", "batch": batch,
+                   "threads": t}
+            for name, samples in times.items():
+                summary = summarize(samples)
+                row[f"{name}_us"] = summary["best_s"] * 1e6
+                row[f"{name}_times"] = summary
+            if "torch_us" in row:
+                row["speedup"] = row["torch_us"] / row["fastnn_us"]
+            session.row(row)
+            rows.append(row)
+    return rows
+
+
 # ------------------------------------------------------------------ main
 
 # name -> (help, add_arguments(parser), run(args, session) -> list of row dicts)
 SUBCOMMANDS = {
     "gemm": ("float32 C = A @ B: fastnn.kernels.gemm against np.dot",
              add_gemm_arguments, run_gemm),
+    "overhead": ("one training step of a small MLP (784-128-10, SGD): fastnn against PyTorch",
+                 add_overhead_arguments, run_overhead),
 }
 
 

@@ -2,6 +2,11 @@
 from . import _C
 from . import cuda
 from . import kernels
+from ._random import initial_seed, manual_seed
+from .autograd import enable_grad, is_grad_enabled, no_grad
+from .tensor import Tensor, tensor
+from . import functional
+from .functional import concatenate, stack
 
 __version__ = _C.build_info()["version"]
 
@@ -29,4 +34,6 @@ def build_info():
     return info
 
 
-__all__ = ["build_info", "cuda", "get_num_threads", "kernels", "set_num_threads"]
+__all__ = ["Tensor", "build_info", "concatenate", "cuda", "enable_grad", "functional",
+           "get_num_threads", "initial_seed", "is_grad_enabled", "kernels", "manual_seed",
+           "no_grad", "set_num_threads", "stack", "tensor"]

@@ -1,0 +1,884 @@
+"""Differentiable ops (``import fastnn.functional as F``).
+
+Each op computes its output from the input arrays and, when grad mode is on
+and an input requires a gradient, records a node whose closure maps the
+output gradient to input gradients. float32 arrays run on the C++ kernels
+(fastnn._C); other float dtypes (float64, for precise gradient checks) run
+the same formulas in NumPy. Tensor operators and methods are installed on
+``Tensor`` at the end of this module.
+"""
+import numbers
+
+import numpy as np
+
+from . import _C
+from . import _random
+from . import cuda as _cuda
+from .autograd import Node, _GradMode
+from .tensor import Tensor, _as_array, _wrap
+
+__all__ = [
+    "add", "clip", "concatenate", "cross_entropy", "div", "dropout", "exp", "linear", "log",
+    "log_softmax", "matmul", "max", "mean", "mse_loss", "mul", "neg", "permute", "pow", "relu",
+    "reshape", "sigmoid", "softmax", "sqrt", "stack", "sub", "sum", "tanh", "transpose",
+]
+
+_f32 = np.dtype(np.float32)
+_ndarray = np.ndarray
+
+
+# ---------------------------------------------------------------- plumbing
+def _record(data, inputs, backward, name):
+    return _wrap(data, True, Node(inputs, backward, name))
+
+
+def _tensor(x, fn, name="x"):
+    """x as a Tensor: constants (arrays, numbers) become tensors that need no grad."""
+    if isinstance(x, Tensor):
+        return x
+    if not isinstance(x, (numbers.Number, np.ndarray, np.generic, list, tuple)):
+        raise TypeError(f"{fn}: argument '{name}' must be a Tensor or an array, got "
+                        f"{type(x).__name__}")
+    return _wrap(_as_array(x, None, fn))
+
+
+def _gpu_unsupported(fn, *tensors):
+    devices = {t.device for t in tensors if isinstance(t, Tensor)}
+    if len(devices) > 1:
+        raise ValueError(f"{fn}: all tensors must be on the same device, got {sorted(devices)}")
+    raise NotImplementedError(
+        f"{fn}: not available for GPU tensors yet; move them with .to('cpu')")
+
+
+def _contig(a):
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
+def _unbroadcast(g, shape):
+    """g summed over the axes that broadcasting added or stretched, to ``shape``."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        i + lead for i, s in enumerate(shape) if s == 1 and g.shape[i + lead] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)
+
+
+def _operands(a, b, fn):
+    """(tensor or None, array or scalar) for each side; at least one is a Tensor."""
+    if isinstance(a, Tensor):
+        ta, da = a, a._data
+    else:
+        ta, da = None, _constant(a, fn, "a")
+    if isinstance(b, Tensor):
+        tb, db = b, b._data
+    else:
+        tb, db = None, _constant(b, fn, "b")
+    if not ((type(da) is _ndarray or _is_scalar(da)) and (type(db) is _ndarray or _is_scalar(db))):
+        _gpu_unsupported(fn, a, b)
+    return ta, da, tb, db
+
+
+def _is_scalar(x):
+    return isinstance(x, (int, float))
+
+
+def _constant(x, fn, name):
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        return x
+    if isinstance(x, np.generic) and x.dtype.kind in "iuf":
+        return x.item()  # a NumPy scalar counts as a Python one (it must not promote float32)
+    if isinstance(x, (np.ndarray, list, tuple, bool, np.bool_)):
+        return _as_array(x, None, fn)
+    raise TypeError(f"{fn}: argument '{name}' must be a Tensor, an array or a number, got "
+                    f"{type(x).__name__}")
+
+
+def _shape(x):
+    return x.shape if type(x) is _ndarray else ()
+
+
+def _fix_dtype(out, da, db):
+    """Integer tensors mixed with a Python float give float32, not float64."""
+    if out.dtype == np.float64 and not (
+            (type(da) is _ndarray and da.dtype == np.float64)
+            or (type(db) is _ndarray and db.dtype == np.float64)):
+        return out.astype(np.float32)
+    return out
+
+
+def _binary(fn, a, b, forward):
+    ta, da, tb, db = _operands(a, b, fn)
+    try:
+        out = forward(da, db)
+    except ValueError:
+        raise ValueError(f"{fn}: shapes {_shape(da)} and {_shape(db)} do not broadcast "
+                         "together") from None
+    if type(out) is not _ndarray:
+        out = np.asarray(out)
+    return ta, da, tb, db, _fix_dtype(out, da, db)
+
+
+def _needs(ta, tb):
+    return _GradMode.enabled and ((ta is not None and ta._rg) or (tb is not None and tb._rg))
+
+
+def _inputs(ta, tb):
+    return tuple(t for t in (ta, tb) if t is not None)
+
+
+def _pair(ta, tb, ga, gb):
+    """Gradients in the order of the recorded inputs (only the tensors)."""
+    if ta is None:
+        return (gb,)
+    if tb is None:
+        return (ga,)
+    return ga, gb
+
+
+# ---------------------------------------------------------------- arithmetic
+def add(a, b):
+    """a + b with NumPy broadcasting."""
+    ta, da, tb, db, out = _binary("add", a, b, np.add)
+    if not _needs(ta, tb):
+        return _wrap(out)
+    sa, sb = _shape(da), _shape(db)
+    return _record(out, _inputs(ta, tb),
+                   lambda g: _pair(ta, tb, _unbroadcast(g, sa), _unbroadcast(g, sb)), "AddBackward")
+
+
+def sub(a, b):
+    """a - b with NumPy broadcasting."""
+    ta, da, tb, db, out = _binary("sub", a, b, np.subtract)
+    if not _needs(ta, tb):
+        return _wrap(out)
+    sa, sb = _shape(da), _shape(db)
+
+    def backward(g):
+        return _pair(ta, tb, _unbroadcast(g, sa) if ta is not None and ta._rg else None,
+                     _unbroadcast(-g, sb) if tb is not None and tb._rg else None)
+    return _record(out, _inputs(ta, tb), backward, "SubBackward")
+
+
+def mul(a, b):
+    """a * b with NumPy broadcasting."""
+    ta, da, tb, db, out = _binary("mul", a, b, np.multiply)
+    if not _needs(ta, tb):
+        return _wrap(out)
+    sa, sb = _shape(da), _shape(db)
+
+    def backward(g):
+        return _pair(ta, tb, _unbroadcast(g * db, sa) if ta is not None and ta._rg else None,
+                     _unbroadcast(g * da, sb) if tb is not None and tb._rg else None)
+    return _record(out, _inputs(ta, tb), backward, "MulBackward")
+
+
+def div(a, b):
+    """a / b with NumPy broadcasting."""
+    ta, da, tb, db, out = _binary("div", a, b, np.true_divide)
+    if not _needs(ta, tb):
+        return _wrap(out)
+    sa, sb = _shape(da), _shape(db)
+
+    def backward(g):
+        return _pair(ta, tb, _unbroadcast(g / db, sa) if ta is not None and ta._rg else None,
+                     _unbroadcast(-g * out / db, sb) if tb is not None and tb._rg else None)
+    return _record(out, _inputs(ta, tb), backward, "DivBackward")
+
+
+def pow(a, b):
+    """a ** b with NumPy broadcasting. d/db is 0 where a == 0 and b >= 0."""
+    ta, da, tb, db, out = _binary("pow", a, b, np.power)
+    if not _needs(ta, tb):
+        return _wrap(out)
+    sa, sb = _shape(da), _shape(db)
+
+    def backward(g):
+        ga = gb = None
+        if ta is not None and ta._rg:
+            if _is_scalar(db) and db == 2:
+                ga = g * (2 * da)
+            else:
+                ga = _unbroadcast(g * (db * np.power(da, db - 1)), sa)
+        if tb is not None and tb._rg:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                d = g * out * np.log(da)
+            d = np.where((np.asarray(da) == 0) & (np.asarray(db) >= 0), 0, d)
+            gb = _unbroadcast(np.asarray(d, dtype=out.dtype), sb)
+        return _pair(ta, tb, ga, gb)
+    return _record(out, _inputs(ta, tb), backward, "PowBackward")
+
+
+def neg(x):
+    """-x."""
+    x = _tensor(x, "neg")
+    d = x._data
+    if type(d) is not _ndarray:
+        _gpu_unsupported("neg", x)
+    out = np.negative(d)
+    if not (_GradMode.enabled and x._rg):
+        return _wrap(out)
+    return _record(out, (x,), lambda g: (-g,), "NegBackward")
+
+
+def _rsub(a, b):
+    return sub(b, a)
+
+
+def _rdiv(a, b):
+    return div(b, a)
+
+
+def _rpow(a, b):
+    return pow(b, a)
+
+
+def _rmatmul(a, b):
+    return matmul(b, a)
+
+
+# ---------------------------------------------------------------- matmul
+def _gemm(x, y, trans_x=False, trans_y=False):
+    """op(x) @ op(y) for 2-D arrays: the GEMM kernel for float32 (transposes
+    as flags, never copies), NumPy otherwise."""
+    if x.dtype == _f32 and y.dtype == _f32:
+        return _C.gemm(x, y, trans_x, trans_y, 1.0, 0.0, None)
+    return (x.T if trans_x else x) @ (y.T if trans_y else y)
+
+
+def matmul(a, b):
+    """a @ b as numpy.matmul: 2-D products on the GEMM kernel; 1-D operands and
+    stacks of matrices (broadcast over the leading axes) too."""
+    ta, da, tb, db = _operands(a, b, "matmul")
+    if _is_scalar(da) or _is_scalar(db) or da.ndim == 0 or db.ndim == 0:
+        raise ValueError(f"matmul: arguments must have at least 1 dimension, got shapes "
+                         f"{_shape(da)} and {_shape(db)}")
+    ka = da.shape[-1]
+    kb = db.shape[-2] if db.ndim > 1 else db.shape[0]
+    if ka != kb:
+        raise ValueError(f"matmul: shapes {da.shape} and {db.shape} do not match: "
+                         f"{ka} (last axis of a) != {kb} (axis -2 of b)")
+    if da.ndim == 2 and db.ndim == 2:
+        out = _gemm(da, db)
+    else:
+        try:
+            out = np.matmul(da, db)
+        except ValueError:
+            raise ValueError(f"matmul: batch shapes of {da.shape} and {db.shape} do not "
+                             "broadcast together") from None
+    out = _fix_dtype(np.asarray(out), da, db)
+    if not _needs(ta, tb):
+        return _wrap(out)
+
+    def backward(g):
+        ga = gb = None
+        need_a = ta is not None and ta._rg
+        need_b = tb is not None and tb._rg
+        if da.ndim == 2 and db.ndim == 2:
+            if need_a:
+                ga = _gemm(g, db, False, True)
+            if need_b:
+                gb = _gemm(da, g, True, False)
+            return _pair(ta, tb, ga, gb)
+        a2 = da if da.ndim > 1 else da[None, :]
+        b2 = db if db.ndim > 1 else db[:, None]
+        g2 = g
+        if da.ndim == 1:
+            g2 = np.expand_dims(g2, -2)
+        if db.ndim == 1:
+            g2 = np.expand_dims(g2, -1)
+        if need_a:
+            ga = _unbroadcast(np.matmul(g2, np.swapaxes(b2, -1, -2)), a2.shape).reshape(da.shape)
+        if need_b:
+            gb = _unbroadcast(np.matmul(np.swapaxes(a2, -1, -2), g2), b2.shape).reshape(db.shape)
+        return _pair(ta, tb, ga, gb)
+    return _record(out, _inputs(ta, tb), backward, "MatmulBackward")
+
+
+def linear(x, w, b=None):
+    """x @ w + b, w of shape (in, out) as Keras's Dense kernel. x may have
+    leading axes: (..., in) -> (..., out). Forward and both gradients run on
+    the GEMM kernel with its transpose flags; no transposed copies."""
+    x = _tensor(x, "linear", "x")
+    w = _tensor(w, "linear", "w")
+    dx, dw = x._data, w._data
+    if b is not None:
+        b = _tensor(b, "linear", "b")
+    if type(dx) is not _ndarray or type(dw) is not _ndarray or (b is not None and type(b._data) is not _ndarray):
+        _gpu_unsupported("linear", x, w, b)
+    if dw.ndim != 2:
+        raise ValueError(f"linear: argument 'w' must be 2-D (in, out), got shape {dw.shape}")
+    if dx.ndim < 1 or dx.shape[-1] != dw.shape[0]:
+        raise ValueError(f"linear: argument 'x' must have shape (..., {dw.shape[0]}) to match "
+                         f"'w' of shape {dw.shape}, got {dx.shape}")
+    n_out = dw.shape[1]
+    if b is not None and b._data.shape != (n_out,):
+        raise ValueError(f"linear: argument 'b' must have shape ({n_out},), got {b._data.shape}")
+    x2 = dx.reshape(-1, dx.shape[-1]) if dx.ndim != 2 else dx
+    if dx.dtype == _f32 and dw.dtype == _f32 and (b is None or b._data.dtype == _f32):
+        if b is None:
+            out = _C.gemm(x2, dw, False, False, 1.0, 0.0, None)
+        else:
+            out = np.empty((x2.shape[0], n_out), _f32)
+            out[...] = b._data
+            _C.gemm(x2, dw, False, False, 1.0, 1.0, out)
+    else:
+        out = x2 @ dw
+        if b is not None:
+            out = out + b._data
+    if dx.ndim != 2:
+        out = out.reshape(dx.shape[:-1] + (n_out,))
+    if not (_GradMode.enabled and (x._rg or w._rg or (b is not None and b._rg))):
+        return _wrap(out)
+    inputs = (x, w) if b is None else (x, w, b)
+
+    def backward(g):
+        g2 = _contig(g).reshape(-1, n_out) if g.ndim != 2 else g
+        gx = _gemm(g2, dw, False, True).reshape(dx.shape) if x._rg else None
+        gw = _gemm(x2, g2, True, False) if w._rg else None
+        if b is None:
+            return gx, gw
+        return gx, gw, (g2.sum(axis=0) if b._rg else None)
+    return _record(out, inputs, backward, "LinearBackward")
+
+
+# ---------------------------------------------------------------- reductions
+def _axes(axis, ndim, fn):
+    """axis (None, int or tuple) as a sorted tuple of non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    items = axis if isinstance(axis, (tuple, list)) else (axis,)
+    out = []
+    for a in items:
+        if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
+            raise TypeError(f"{fn}: argument 'axis' must be an int or a tuple of ints, got {axis!r}")
+        if not -ndim <= a < ndim:
+            raise ValueError(f"{fn}: axis {a} is out of range for a tensor of {ndim} dimensions")
+        out.append(int(a) % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{fn}: repeated axis in {axis!r}")
+    return tuple(sorted(out))
+
+
+def _expand(g, axes, keepdims):
+    """g (reduced over axes) with those axes put back as size 1."""
+    return g if keepdims or not axes else np.expand_dims(g, axes)
+
+
+def sum(x, axis=None, keepdims=False):
+    """Sum over ``axis`` (None: all)."""
+    x = _tensor(x, "sum")
+    d = x._data
+    if type(d) is not _ndarray:
+        _gpu_unsupported("sum", x)
+    axes = _axes(axis, d.ndim, "sum")
+    out = np.asarray(np.sum(d, axis=axes, keepdims=keepdims))
+    if not (_GradMode.enabled and x._rg):
+        return _wrap(out)
+    shape = d.shape
+    return _record(out, (x,), lambda g: (np.broadcast_to(_expand(g, axes, keepdims), shape),),
+                   "SumBackward")
+
+
+def mean(x, axis=None, keepdims=False):
+    """Mean over ``axis`` (None: all)."""
+    x = _tensor(x, "mean")
+    d = x._data
+    if type(d) is not _ndarray:
+        _gpu_unsupported("mean", x)
+    axes = _axes(axis, d.ndim, "mean")
+    count = int(np.prod([d.shape[a] for a in axes], dtype=np.int64))
+    out = np.asarray(np.mean(d, axis=axes, keepdims=keepdims))
+    if out.dtype != d.dtype and d.dtype.kind == "f":
+        out = out.astype(d.dtype)
+    if not (_GradMode.enabled and x._rg):
+        return _wrap(out)
+    shape = d.shape
+    scale = 1.0 / count if count else float("nan")
+    return _record(out, (x,),
+                   lambda g: (np.broadcast_to(_expand(g * scale, axes, keepdims), shape),),
+                   "MeanBackward")
+
+
+def max(x, axis=None, keepdims=False):
+    """Maximum over ``axis`` (None: all); the gradient is shared equally by
+    the elements that tie for the maximum."""
+    x = _tensor(x, "max")
+    d = x._data
+    if type(d) is not _ndarray:
+        _gpu_unsupported("max", x)
+    axes = _axes(axis, d.ndim, "max")
+    if any(d.shape[a] == 0 for a in axes):
+        raise ValueError(f"max: cannot reduce an empty axis of a tensor of shape {d.shape}")
+    kept = np.max(d, axis=axes, keepdims=True)
+    out = np.asarray(kept if keepdims else np.squeeze(kept, axis=axes))
+    if not (_GradMode.enabled and x._rg):
+        return _wrap(out)
+
+    def backward(g):
+        mask = (d == kept).astype(d.dtype)
+        mask /= mask.sum(axis=axes, keepdims=True)
+        return (mask * _expand(g, axes, keepdims),)
+    return _record(out, (x,), backward, "MaxBackward")
+
+
+# ---------------------------------------------------------------- shapes
+def reshape(x, *shape):
+    """x with a new shape (one entry may be -1); a view when NumPy can make one."""
+    x = _tensor(x, "reshape")
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    d = x._data
+    if type(d) is not _ndarray:
+        _gpu_unsupported("reshape", x)
+    try:
+        out = d.reshape(shape)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {d.shape} into shape "
+                         f"{tuple(shape)} ({e})") from None
+    if not (_GradMode.enabled and x._rg):
+        return _wrap(out)
+    in_shape = d.shape
+    return _record(out, (x,), lambda g: (g.reshape(in_shape),), "ReshapeBackward")
+
+
+def permute(x, *axes):
+    """The axes of x reordered: out.shape[i] = x.shape[axes[i]] (a view)."""
+    x = _tensor(x, "permute")
+    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+        axes = tuple(axes[0])
+    d = x._data
+    if type(d) is not _ndarray:
+        _gpu_unsupported("permute", x)
+    if len(axes) != d.ndim or sorted(int(a) % d.ndim if d.ndim else a for a in axes) != list(range(d.ndim)):
+        raise ValueError(f"permute: argument 'axes' must be a permutation of the {d.ndim} axes "
+                         f"of a tensor of shape {d.shape}, got {tuple(axes)}")
+    axes = tuple(int(a) % d.ndim for a in axes)
+    out = d.transpose(axes)
+    if not (_GradMode.enabled and x._rg):
+        return _wrap(out)
+    inverse = tuple(np.argsort(axes))
+    return _record(out, (x,), lambda g: (g.transpose(inverse),), "PermuteBackward")
+
+
+def transpose(x, *axes):
+    """With no axes the axes reversed; with two axes of a tensor with more
+    than 2 dimensions those two swapped (as torch.transpose); with all axes
+    that permutation (as numpy.transpose)."""
+    x = _tensor(x, "transpose")
+    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+        axes = tuple(axes[0])
+    nd = x._data.ndim
+    if not axes:
+        axes = tuple(range(nd))[::-1]
+    elif len(axes) == 2 and nd != 2:
+        i, j = axes
+        if not (-nd <= i < nd and -nd <= j < nd):
+            raise ValueError(f"transpose: axes {axes} out of range for shape {x.shape}")
+        perm = list(range(nd))
+        perm[i % nd], perm[j % nd] = perm[j % nd], perm[i % nd]
+        axes = tuple(perm)
+    return permute(x, axes)
+
+
+def _index_arrays(idx):
+    """The index with tensors replaced by their arrays; and whether it is basic."""
+    items = idx if isinstance(idx, tuple) else (idx,)
+    basic = True
+    out = []
+    for i in items:
+        if isinstance(i, Tensor):
+            i = i.numpy()
+        if isinstance(i, list):
+            i = np.asarray(i)
+        if not (i is None or i is Ellipsis or isinstance(i, (slice, int, np.integer))
+                and not isinstance(i, bool)):
+            basic = False
+        out.append(i)
+    return (tuple(out) if isinstance(idx, tuple) else out[0]), basic
+
+
+def getitem(x, idx):
+    """x[idx] with NumPy's rules (slices, integers, None, Ellipsis, integer and
+    boolean arrays); the gradient of repeated indices adds up."""
+    d = x._data
+    if type(d) is not _ndarray:
+        _gpu_unsupported("getitem", x)
+    idx, basic = _index_arrays(idx)
+    try:
+        out = d[idx]
+    except IndexError as e:
+        raise IndexError(f"getitem: {e} (tensor of shape {d.shape})") from None
+    out = np.asarray(out) if type(out) is not _ndarray else out
+    if not (_GradMode.enabled and x._rg):
+        return _wrap(out)
+
+    def backward(g):
+        gx = np.zeros(d.shape, g.dtype)
+        if basic:
+            gx[idx] = g
+        else:
+            np.add.at(gx, idx, g)
+        return (gx,)
+    return _record(out, (x,), backward, "IndexBackward")
+
+
+def _sequence(tensors, fn):
+    if isinstance(tensors, Tensor) or not isinstance(tensors, (list, tuple)):
+        raise TypeError(f"{fn}: argument 'tensors' must be a list or tuple of tensors, got "
+                        f"{type(tensors).__name__}")
+    if not tensors:
+        raise ValueError(f"{fn}: argument 'tensors' must not be empty")
+    ts = [_tensor(t, fn, "tensors") for t in tensors]
+    if any(type(t._data) is not _ndarray for t in ts):
+        _gpu_unsupported(fn, *ts)
+    return ts
+
+
+def concatenate(tensors, axis=0):
+    """The tensors joined along an existing axis."""
+    ts = _sequence(tensors, "concatenate")
+    datas = [t._data for t in ts]
+    nd = datas[0].ndim
+    if nd == 0:
+        raise ValueError("concatenate: 0-d tensors cannot be concatenated")
+    ax = _axes(axis, nd, "concatenate")[0]
+    try:
+        out = np.concatenate(datas, axis=ax)
+    except ValueError:
+        raise ValueError(f"concatenate: shapes {[x.shape for x in datas]} differ outside axis "
+                         f"{axis}") from None
+    if not (_GradMode.enabled and any(t._rg for t in ts)):
+        return _wrap(out)
+    bounds = np.cumsum([0] + [x.shape[ax] for x in datas])
+    lead = (slice(None),) * ax
+
+    def backward(g):
+        return tuple(g[lead + (slice(bounds[i], bounds[i + 1]),)] if ts[i]._rg else None
+                     for i in range(len(ts)))
+    return _record(out, tuple(ts), backward, "ConcatenateBackward")
+
+
+def stack(tensors, axis=0):
+    """The tensors (all of one shape) joined along a new axis."""
+    ts = _sequence(tensors, "stack")
+    datas = [t._data for t in ts]
+    if len({x.shape for x in datas}) != 1:
+        raise ValueError(f"stack: all tensors must have the same shape, got "
+                         f"{[x.shape for x in datas]}")
+    ax = _axes(axis, datas[0].ndim + 1, "stack")[0]
+    out = np.stack(datas, axis=ax)
+    if not (_GradMode.enabled and any(t._rg for t in ts)):
+        return _wrap(out)
+    lead = (slice(None),) * ax
+
+    def backward(g):
+        return tuple(g[lead + (i,)] if ts[i]._rg else None for i in range(len(ts)))
+    return _record(out, tuple(ts), backward, "StackBackward")
+
+
+# ---------------------------------------------------------------- pointwise
+def _unary_input(x, fn):
+    x = _tensor(x, fn)
+    d = x._data
+    if type(d) is not _ndarray:
+        _gpu_unsupported(fn, x)
+    if d.dtype.kind != "f":
+        d = d.astype(np.float32)
+    return x, d
+
+
+def exp(x):
+    """e ** x."""
+    x, d = _unary_input(x, "exp")
+    out = np.exp(d)
+    if not (_GradMode.enabled and x._rg):
+        return _wrap(out)
+    return _record(out, (x,), lambda g: (g * out,), "ExpBackward")
+
+
+def log(x):
+    """Natural logarithm."""
+    x, d = _unary_input(x, "log")
+    out = np.log(d)
+    if not (_GradMode.enabled and x._rg):
+        return _wrap(out)
+    return _record(out, (x,), lambda g: (g / d,), "LogBackward")
+
+
+def sqrt(x):
+    """Square root."""
+    x, d = _unary_input(x, "sqrt")
+    out = np.sqrt(d)
+    if not (_GradMode.enabled and x._rg):
+        return _wrap(out)
+    return _record(out, (x,), lambda g: (g * 0.5 / out,), "SqrtBackward")
+
+
+def clip(x, min=None, max=None):
+    """x limited to [min, max]; the gradient passes where min <= x <= max."""
+    x, d = _unary_input(x, "clip")
+    if min is None and max is None:
+        raise ValueError("clip: at least one of 'min' and 'max' must be given")
+    out = np.clip(d, min, max)
+    if not (_GradMode.enabled and x._rg):
+        return _wrap(out)
+
+    def backward(g):
+        keep = np.ones(d.shape, bool)
+        if min is not None:
+            keep &= d >= min
+        if max is not None:
+            keep &= d <= max
+        return (g * keep,)
+    return _record(out, (x,), backward, "ClipBackward")
+
+
+def _activation(name, kernel, kernel_backward, reference, reference_backward):
+    """An elementwise activation: the C++ kernel for float32, NumPy otherwise;
+    the backward is written in terms of the output."""
+    label = name.capitalize() + "Backward"
+
+    def op(x):
+        x, d = _unary_input(x, name)
+        if d.dtype == _f32:
+            out = kernel(_contig(d))
+
+            def backward(g):
+                return (kernel_backward(out, _contig(g.astype(_f32, copy=False))),)
+        else:
+            out = reference(d)
+
+            def backward(g):
+                return (reference_backward(out, g),)
+        if not (_GradMode.enabled and x._rg):
+            return _wrap(out)
+        return _record(out, (x,), backward, label)
+    op.__name__ = name
+    return op
+
+
+relu = _activation("relu", _C.relu, _C.relu_backward, lambda d: np.maximum(d, 0),
+                   lambda y, g: g * (y > 0))
+relu.__doc__ = "max(x, 0)."
+sigmoid = _activation("sigmoid", _C.sigmoid, _C.sigmoid_backward,
+                      lambda d: 0.5 * (1 + np.tanh(0.5 * d)), lambda y, g: g * y * (1 - y))
+sigmoid.__doc__ = "1 / (1 + exp(-x))."
+tanh = _activation("tanh", _C.tanh, _C.tanh_backward, np.tanh, lambda y, g: g * (1 - y * y))
+tanh.__doc__ = "Hyperbolic tangent."
+
+
+def _over_last_axis(d, axis, fn):
+    """d with ``axis`` moved last (C-contiguous), and the axis index."""
+    ax = _axes(axis, d.ndim, fn)[0] if d.ndim else 0
+    if d.ndim == 0:
+        raise ValueError(f"{fn}: argument 'x' must have at least 1 dimension, got a scalar")
+    moved = d if ax == d.ndim - 1 else np.moveaxis(d, ax, -1)
+    return _contig(moved), ax
+
+
+def _row_op(name, kernel, kernel_backward, reference, reference_backward):
+    label = name.replace("_", " ").title().replace(" ", "") + "Backward"
+
+    def op(x, axis=-1):
+        x, d = _unary_input(x, name)
+        m, ax = _over_last_axis(d, axis, name)
+        last = ax == d.ndim - 1
+        if d.dtype == _f32:
+            y = kernel(m)
+        else:
+            y = reference(m)
+        out = y if last else np.moveaxis(y, -1, ax)
+        if not (_GradMode.enabled and x._rg):
+            return _wrap(out)
+
+        def backward(g):
+            gm = _contig(g if last else np.moveaxis(g, ax, -1))
+            if y.dtype == _f32:
+                gx = kernel_backward(y, gm.astype(_f32, copy=False))
+            else:
+                gx = reference_backward(y, gm)
+            return (gx if last else np.moveaxis(gx, -1, ax),)
+        return _record(out, (x,), backward, label)
+    op.__name__ = name
+    return op
+
+
+def _softmax_ref(m):
+    e = np.exp(m - m.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _log_softmax_ref(m):
+    s = m - m.max(axis=-1, keepdims=True)
+    return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
+
+
+softmax = _row_op("softmax", _C.softmax, _C.softmax_backward, _softmax_ref,
+                  lambda y, g: y * (g - (g * y).sum(axis=-1, keepdims=True)))
+softmax.__doc__ = "exp(x) / sum(exp(x)) along ``axis`` (default the last)."
+log_softmax = _row_op("log_softmax", _C.log_softmax, _C.log_softmax_backward, _log_softmax_ref,
+                      lambda y, g: g - np.exp(y) * g.sum(axis=-1, keepdims=True))
+log_softmax.__doc__ = "log(softmax(x)) along ``axis``, computed stably."
+
+
+def dropout(x, rate, training=True):
+    """Zeroes each element with probability ``rate`` and scales the others by
+    1 / (1 - rate) while training; the identity otherwise. The mask comes from
+    fastnn.manual_seed's stream and does not depend on the thread count."""
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
+        raise ValueError(f"dropout: argument 'rate' must be a number in [0, 1), got {rate!r}")
+    x = _tensor(x, "dropout")
+    if not training or rate == 0:
+        return x
+    x, d = _unary_input(x, "dropout")
+    key = _random.next_key()
+    rate = float(rate)
+    if d.dtype == _f32:
+        out = _C.dropout(_contig(d), rate, key)
+
+        def backward(g):
+            return (_C.dropout(_contig(g.astype(_f32, copy=False)), rate, key),)
+    else:
+        mask = _C.dropout(np.ones(d.shape, _f32), rate, key).astype(d.dtype)
+        out = d * mask
+
+        def backward(g):
+            return (g * mask,)
+    if not (_GradMode.enabled and x._rg):
+        return _wrap(out)
+    return _record(out, (x,), backward, "DropoutBackward")
+
+
+# ---------------------------------------------------------------- losses
+def _labels(labels, n, fn):
+    d = labels._data if isinstance(labels, Tensor) else labels
+    if _cuda.is_device_array(d):
+        _gpu_unsupported(fn, labels)
+    try:
+        d = np.asarray(d)
+    except (TypeError, ValueError):
+        raise TypeError(f"{fn}: argument 'labels' must be an integer array") from None
+    if d.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: argument 'labels' must hold integers (int64, int32 or uint8), "
+                        f"got dtype {d.dtype}")
+    if d.shape != (n,):
+        raise ValueError(f"{fn}: argument 'labels' must have shape ({n},) to match the logits, "
+                         f"got {d.shape}")
+    if d.dtype != np.int64 or not d.flags.c_contiguous:
+        d = np.ascontiguousarray(d, dtype=np.int64)
+    return d
+
+
+def cross_entropy(logits, labels):
+    """Mean over the batch of -log softmax(logits)[label]: logits (batch,
+    classes), integer labels (batch,). Softmax and the loss are one fused
+    kernel, exact for extreme logits."""
+    x = _tensor(logits, "cross_entropy", "logits")
+    d = x._data
+    if type(d) is not _ndarray:
+        _gpu_unsupported("cross_entropy", x, labels)
+    if d.ndim != 2:
+        raise ValueError(f"cross_entropy: argument 'logits' must be 2-D (batch, classes), got "
+                         f"shape {d.shape}")
+    lab = _labels(labels, d.shape[0], "cross_entropy")
+    n, c = d.shape
+    if lab.size and (lab.min() < 0 or lab.max() >= c):
+        bad = lab[(lab < 0) | (lab >= c)][0]
+        raise ValueError(f"cross_entropy: argument 'labels' must hold class indices in [0, {c}), "
+                         f"got {bad}")
+    if d.dtype == _f32:
+        loss, prob = _C.cross_entropy(_contig(d), lab)
+        out = np.array(loss, dtype=_f32)
+    else:
+        logp = _log_softmax_ref(d)
+        prob = np.exp(logp)
+        out = np.asarray(-logp[np.arange(n), lab].mean() if n else np.nan, dtype=d.dtype)
+    if not (_GradMode.enabled and x._rg):
+        return _wrap(out)
+
+    def backward(g):
+        scale = float(g) / n
+        if prob.dtype == _f32:
+            return (_C.cross_entropy_backward(prob, lab, scale),)
+        gx = prob * scale
+        gx[np.arange(n), lab] -= scale
+        return (gx,)
+    return _record(out, (x,), backward, "CrossEntropyBackward")
+
+
+def mse_loss(y, t):
+    """Mean of (y - t) ** 2 over all elements; y and t of one shape."""
+    y = _tensor(y, "mse_loss", "y")
+    t = _tensor(t, "mse_loss", "t")
+    dy, dt = y._data, t._data
+    if type(dy) is not _ndarray or type(dt) is not _ndarray:
+        _gpu_unsupported("mse_loss", y, t)
+    if dy.shape != dt.shape:
+        raise ValueError(f"mse_loss: arguments 'y' and 't' must have the same shape, got "
+                         f"{dy.shape} and {dt.shape}")
+    diff = dy - dt
+    if diff.dtype.kind != "f":
+        diff = diff.astype(np.float32)
+    n = diff.size
+    out = np.asarray(np.vdot(diff, diff) / n if n else np.nan, dtype=diff.dtype)
+    if not (_GradMode.enabled and (y._rg or t._rg)):
+        return _wrap(out)
+
+    def backward(g):
+        gy = diff * (2.0 * float(g) / n)
+        return (gy if y._rg else None, -gy if t._rg else None)
+    return _record(out, (y, t), backward, "MseLossBackward")
+
+
+# ---------------------------------------------------------------- Tensor methods
+def _install():
+    T = Tensor
+    T.__add__ = add
+    T.__radd__ = add
+    T.__sub__ = sub
+    T.__rsub__ = _rsub
+    T.__mul__ = mul
+    T.__rmul__ = mul
+    T.__truediv__ = div
+    T.__rtruediv__ = _rdiv
+    T.__pow__ = pow
+    T.__rpow__ = _rpow
+    T.__matmul__ = matmul
+    T.__rmatmul__ = _rmatmul
+    T.__neg__ = neg
+    T.__getitem__ = getitem
+    T.sum = sum
+    T.mean = mean
+    T.max = max
+    T.reshape = reshape
+    T.view = reshape
+    T.transpose = transpose
+    T.permute = permute
+    T.T = property(lambda self: transpose(self))
+    T.exp = exp
+    T.log = log
+    T.sqrt = sqrt
+    T.clip = clip
+    T.relu = relu
+    T.sigmoid = sigmoid
+    T.tanh = tanh
+    T.softmax = softmax
+    T.log_softmax = log_softmax
+    T.matmul = matmul
+    T.flatten = lambda self: reshape(self, -1)
+
+    def _compare(op):
+        def f(self, other):
+            o = other._data if isinstance(other, Tensor) else other
+            return _wrap(np.asarray(op(self._data, o)))
+        return f
+    T.__lt__ = _compare(np.less)
+    T.__le__ = _compare(np.less_equal)
+    T.__gt__ = _compare(np.greater)
+    T.__ge__ = _compare(np.greater_equal)
+
+
+_install()

@@ -1,0 +1,353 @@
+"""``fastnn.Tensor``: a NumPy array (or, on a GPU, a ``DeviceArray``) with
+the autograd bookkeeping. The differentiable operators and methods are
+installed by ``functional.py``; what is here needs no graph."""
+import numbers
+
+import numpy as np
+
+from . import autograd
+from . import cuda as _cuda
+
+_new = object.__new__
+
+
+def _wrap(data, requires_grad=False, node=None, index=0):
+    """A Tensor around ``data`` without checks or copies (internal)."""
+    t = _new(Tensor)
+    t._data = data
+    t._rg = requires_grad
+    t.grad = None
+    t._node = node
+    t._index = index
+    return t
+
+
+_FLOAT = (np.float16, np.float32, np.float64)
+
+
+def _as_array(data, dtype, fn):
+    """data as an ndarray: floats become float32 unless ``dtype`` says otherwise,
+    integers int64, bools stay bools. An ndarray already in that dtype is not copied."""
+    if isinstance(data, Tensor):
+        data = data._data
+    if _cuda.is_device_array(data):
+        return data
+    try:
+        arr = np.asarray(data)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{fn}: argument 'data' must be an array of numbers ({e})") from None
+    if dtype is not None:
+        want = np.dtype(dtype)
+    elif arr.dtype.kind == "f":
+        want = np.dtype(np.float32)
+    elif arr.dtype.kind in "iu":
+        want = np.dtype(np.int64)
+    elif arr.dtype.kind == "b":
+        want = arr.dtype
+    else:
+        raise TypeError(f"{fn}: argument 'data' must hold numbers, got dtype {arr.dtype}")
+    if want.kind not in "fiub":
+        raise TypeError(f"{fn}: argument 'dtype' must be a number type, got {want}")
+    if arr.dtype != want or not arr.dtype.isnative:
+        arr = arr.astype(want.newbyteorder("="))
+    return arr
+
+
+def tensor(data, requires_grad=False, device=None, dtype=None):
+    """A Tensor over ``data``. A NumPy array that is already float32 (or
+    int64) is wrapped without copying; other floats become float32, other
+    integers int64, unless ``dtype`` is given (float64 is allowed, for
+    precise gradient checks)."""
+    arr = _as_array(data, dtype, "tensor")
+    t = Tensor.__new__(Tensor)
+    t._data = arr
+    t._rg = False
+    t.grad = None
+    t._node = None
+    t._index = 0
+    if device is not None:
+        t = t.to(device)
+    t.requires_grad = requires_grad
+    return t
+
+
+def _parse_device(device, fn="to"):
+    if isinstance(device, str):
+        d = device.strip().lower()
+        if d == "cpu":
+            return "cpu"
+        if d == "cuda" or d.startswith("cuda:"):
+            if d not in ("cuda", "cuda:0") and not d[5:].isdigit():
+                raise ValueError(f"{fn}: argument 'device' must be 'cpu' or 'cuda[:n]', got {device!r}")
+            return d
+    raise ValueError(f"{fn}: argument 'device' must be 'cpu' or 'cuda[:n]', got {device!r}")
+
+
+class Tensor:
+    """An n-dimensional array with reverse-mode autograd.
+
+    Create one with ``fastnn.tensor(data, requires_grad=False)``. Operators
+    ``+ - * / ** @``, unary ``-``, indexing and the methods below record the
+    graph when an input requires a gradient; ``backward()`` fills ``.grad``
+    of the leaves.
+    """
+    __slots__ = ("_data", "_rg", "grad", "_node", "_index", "__weakref__")
+    # NumPy defers to our reflected operators (ndarray + Tensor -> Tensor)
+    __array_ufunc__ = None
+
+    def __init__(self, data, requires_grad=False, dtype=None):
+        self._data = _as_array(data, dtype, "Tensor")
+        self._rg = False
+        self.grad = None
+        self._node = None
+        self._index = 0
+        self.requires_grad = requires_grad
+
+    # ------------------------------------------------------------ properties
+    @property
+    def shape(self):
+        return tuple(self._data.shape)
+
+    @property
+    def ndim(self):
+        return self._data.ndim
+
+    @property
+    def size(self):
+        return int(np.prod(self._data.shape, dtype=np.int64))
+
+    @property
+    def dtype(self):
+        return self._data.dtype
+
+    @property
+    def device(self):
+        return "cpu" if isinstance(self._data, np.ndarray) else "cuda"
+
+    @property
+    def is_leaf(self):
+        return self._node is None
+
+    @property
+    def grad_fn(self):
+        return self._node
+
+    @property
+    def data(self):
+        """The same values as a Tensor outside the graph (shares memory)."""
+        return _wrap(self._data)
+
+    @property
+    def requires_grad(self):
+        return self._rg
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        value = bool(value)
+        if value and self._data.dtype.kind != "f":
+            raise TypeError(
+                f"requires_grad: only floating-point tensors can require gradients, got dtype "
+                f"{self._data.dtype}")
+        if not value and self._node is not None:
+            raise RuntimeError(
+                "requires_grad: a tensor computed by an op always requires grad; use .detach()")
+        self._rg = value
+
+    def __len__(self):
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __repr__(self):
+        extra = ""
+        if self.device != "cpu":
+            extra += ", device='cuda'"
+        if self._node is not None:
+            extra += f", grad_fn=<{self._node.name}>"
+        elif self._rg:
+            extra += ", requires_grad=True"
+        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
+        return f"tensor({body}{extra})"
+
+    def __bool__(self):
+        if self.size != 1:
+            raise ValueError(
+                f"the truth value of a tensor of shape {self.shape} is ambiguous; use .any() or .all()")
+        return bool(self.item())
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self._data.dtype.kind not in "iu":
+            raise TypeError(f"only integer tensors can be used as an index, got {self.dtype}")
+        return int(self.item())
+
+    def __hash__(self):
+        return id(self)
+
+    # ------------------------------------------------------------ conversion
+    def numpy(self):
+        """The values as a NumPy array: the tensor's own memory on the CPU
+        (no copy), a host copy for a GPU tensor."""
+        if isinstance(self._data, np.ndarray):
+            return self._data
+        return self._data.numpy()
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self.numpy()
+        return arr if dtype is None else arr.astype(dtype)
+
+    def item(self):
+        """The one value of a 1-element tensor as a Python number."""
+        arr = self.numpy()
+        if arr.size != 1:
+            raise ValueError(f"item: the tensor must have exactly one element, got shape {arr.shape}")
+        return arr.reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def detach(self):
+        """The same values (same memory) outside the graph."""
+        return _wrap(self._data)
+
+    def to(self, device):
+        """This tensor on ``device`` ("cpu" or "cuda"); itself when already there.
+        The copy is a leaf of the graph with the same requires_grad."""
+        d = _parse_device(device)
+        here = self.device
+        if (d == "cpu") == (here == "cpu"):
+            return self
+        if d == "cpu":
+            out = _wrap(self._data.numpy())
+        else:
+            if self._data.dtype != np.float32:
+                raise TypeError(f"to: only float32 tensors can move to the GPU, got {self.dtype}")
+            if not _cuda.is_available():
+                _cuda._require_gpu("Tensor.to")
+            out = _wrap(_cuda.to_device(self._data))
+        out._rg = self._rg
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self):
+        return self.to("cuda")
+
+    # ------------------------------------------------------------ autograd
+    def backward(self, grad=None, retain_graph=False):
+        """Accumulates the gradient of this tensor into ``.grad`` of the leaves
+        it depends on. ``grad`` (of this tensor's shape) is needed unless the
+        tensor has one element."""
+        if self._data.dtype.kind != "f":
+            raise TypeError(f"backward: cannot differentiate a tensor of dtype {self.dtype}")
+        if not self._rg:
+            raise RuntimeError(
+                "backward: this tensor does not require grad and has no graph (no input "
+                "requires_grad=True, or it was computed under no_grad())")
+        shape = tuple(self._data.shape)
+        if grad is None:
+            if int(np.prod(shape)) != 1:
+                raise ValueError(
+                    f"backward: argument 'grad' is needed for a non-scalar output of shape {shape}")
+            g = np.ones(shape, dtype=self._data.dtype)
+            if not isinstance(self._data, np.ndarray):
+                g = _cuda.to_device(g)
+        else:
+            g = grad._data if isinstance(grad, Tensor) else grad
+            if _cuda.is_device_array(g) != (not isinstance(self._data, np.ndarray)):
+                raise ValueError(
+                    f"backward: argument 'grad' is on {'cuda' if _cuda.is_device_array(g) else 'cpu'} "
+                    f"but the output is on {self.device}")
+            if isinstance(g, np.ndarray) or not _cuda.is_device_array(g):
+                try:
+                    g = np.array(g, dtype=self._data.dtype)  # a private copy
+                except (TypeError, ValueError) as e:
+                    raise TypeError(f"backward: argument 'grad' must be an array of numbers ({e})") from None
+            if tuple(g.shape) != shape:
+                raise ValueError(
+                    f"backward: argument 'grad' must have the output's shape {shape}, got "
+                    f"{tuple(g.shape)}")
+        autograd.run_backward(self, g, retain_graph)
+
+    def zero_grad(self):
+        self.grad = None
+
+    # ------------------------------------------------------------ in place
+    def _check_inplace(self, fn):
+        if self._rg and autograd._GradMode.enabled:
+            raise RuntimeError(
+                f"{fn}: a tensor that requires grad cannot be changed in place while grad is "
+                "recorded; do it inside fastnn.no_grad()")
+
+    def _other_array(self, other, fn):
+        if isinstance(other, Tensor):
+            if other.device != self.device:
+                raise ValueError(f"{fn}: tensors on different devices: {self.device} and {other.device}")
+            return other._data
+        if isinstance(other, numbers.Number):
+            return other
+        return np.asarray(other)
+
+    def add_(self, other, alpha=1.0):
+        """self += alpha * other, in place (a fused kernel for float32 arrays of one shape)."""
+        self._check_inplace("add_")
+        from . import _C
+        o = self._other_array(other, "add_")
+        a = self._data
+        if (isinstance(o, np.ndarray) and a.dtype == np.float32 and o.dtype == np.float32
+                and o.shape == a.shape and a.flags.c_contiguous and o.flags.c_contiguous):
+            _C.axpy(float(alpha), o, a)
+        elif isinstance(a, np.ndarray):
+            a += o * alpha if alpha != 1 else o
+        else:
+            raise NotImplementedError("add_: in-place ops on GPU tensors are not implemented yet")
+        return self
+
+    def sub_(self, other, alpha=1.0):
+        return self.add_(other, -alpha)
+
+    def mul_(self, other):
+        self._check_inplace("mul_")
+        self._data *= self._other_array(other, "mul_")
+        return self
+
+    def div_(self, other):
+        self._check_inplace("div_")
+        self._data /= self._other_array(other, "div_")
+        return self
+
+    def zero_(self):
+        self._check_inplace("zero_")
+        self._data[...] = 0
+        return self
+
+    def fill_(self, value):
+        self._check_inplace("fill_")
+        self._data[...] = value
+        return self
+
+    def copy_(self, src):
+        self._check_inplace("copy_")
+        s = self._other_array(src, "copy_")
+        if np.shape(s) != self._data.shape and np.broadcast_shapes(np.shape(s), self._data.shape) != self._data.shape:
+            raise ValueError(f"copy_: argument 'src' of shape {np.shape(s)} does not fit shape {self.shape}")
+        self._data[...] = s
+        return self
+
+    def __iadd__(self, other):
+        return self.add_(other)
+
+    def __isub__(self, other):
+        return self.add_(other, -1.0)
+
+    def __imul__(self, other):
+        return self.mul_(other)
+
+    def __itruediv__(self, other):
+        return self.div_(other)
