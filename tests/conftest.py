@@ -103,3 +103,16 @@ def threads(request):
     """Runs the test at this thread count, restoring the previous one."""
     with num_threads(request.param):
         yield request.param
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """fastnn.cuda backed by tests/fake_cuda.py (NumPy), for the Python GPU
+    paths on a machine without a GPU. Yields the fake module."""
+    import fake_cuda
+    import fastnn.cuda as cuda_module
+    fake = fake_cuda.FakeCudaModule()
+    monkeypatch.setattr(cuda_module, "_C_cuda", fake)
+    monkeypatch.setattr(cuda_module, "DeviceArray", fake_cuda.FakeDeviceArray)
+    monkeypatch.setattr(cuda_module, "_device_count", 1)
+    yield fake

@@ -8,7 +8,7 @@ iteratively in reverse topological order (a node runs once all the nodes that
 consume its outputs have), so graph depth is bounded by memory, not by
 Python's recursion limit, and frees each node after it has run.
 """
-import numpy as np
+from . import _backend
 
 
 class _GradMode:
@@ -138,7 +138,7 @@ def run_backward(root, grad, retain_graph=False):
                 if slots is None:
                     slots = grads[p] = [None] * p.n_outputs
                 prev = slots[t._index]
-                slots[t._index] = g if prev is None else prev + g
+                slots[t._index] = g if prev is None else _backend.of(g).add(prev, g)
             pending[p] -= 1
             if pending[p] == 0:
                 if p not in grads:
@@ -150,17 +150,18 @@ def _accumulate(leaf, g, adopted):
     """leaf.grad += g. An array is taken over as the gradient only when it
     owns its memory and no other leaf took it this pass; otherwise copied, so
     two gradients never share memory and in-place updates stay private."""
-    if g.shape != leaf._data.shape:  # a 0-d gradient of a 1-element leaf and the like
-        g = np.reshape(g, leaf._data.shape)
+    xp = _backend.of(g)
+    shape = tuple(leaf._data.shape)
+    if tuple(g.shape) != shape:  # a 0-d gradient of a 1-element leaf and the like
+        g = xp.reshape(g, shape)
     if g.dtype != leaf._data.dtype:
         g = g.astype(leaf._data.dtype)
     current = leaf.grad
     if current is None:
-        if (id(g) in adopted or not isinstance(g, np.ndarray) or g.base is not None
-                or not g.flags.writeable or not g.flags.c_contiguous):
-            g = np.array(g, order="C", copy=True) if isinstance(g, np.ndarray) else g.copy()
+        if id(g) in adopted or not xp.is_owned(g):
+            g = xp.owned_copy(g)
         adopted.add(id(g))
         from .tensor import _wrap
         leaf.grad = _wrap(g)
     else:
-        current._data = current._data + g
+        current._data = xp.add(current._data, g)

@@ -11,9 +11,9 @@ import numbers
 
 import numpy as np
 
-from . import _C
 from . import _random
 from . import cuda as _cuda
+from ._backend import CPU, GPU
 from .autograd import Node, _GradMode
 from .tensor import Tensor, _as_array, _wrap
 
@@ -23,7 +23,6 @@ __all__ = [
     "reshape", "sigmoid", "softmax", "sqrt", "stack", "sub", "sum", "tanh", "transpose",
 ]
 
-_f32 = np.dtype(np.float32)
 _ndarray = np.ndarray
 
 
@@ -42,32 +41,41 @@ def _tensor(x, fn, name="x"):
     return _wrap(_as_array(x, None, fn))
 
 
-def _gpu_unsupported(fn, *tensors):
-    devices = {t.device for t in tensors if isinstance(t, Tensor)}
-    if len(devices) > 1:
-        raise ValueError(f"{fn}: all tensors must be on the same device, got {sorted(devices)}")
-    raise NotImplementedError(
-        f"{fn}: not available for GPU tensors yet; move them with .to('cpu')")
+def _xp(fn, *tensors):
+    """The array namespace of the tensors' device; ValueError if they are on
+    different devices (None entries are skipped)."""
+    on_cpu = [type(t._data) is _ndarray for t in tensors if t is not None]
+    if all(on_cpu):
+        return CPU
+    if any(on_cpu):
+        raise ValueError(f"{fn}: all tensors must be on the same device, got cpu and cuda "
+                         "(move them with .to(device))")
+    return GPU
 
 
-def _contig(a):
-    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+def _cpu_only(fn, *tensors):
+    """For ops that have no GPU version yet."""
+    if _xp(fn, *tensors) is not CPU:
+        raise NotImplementedError(
+            f"{fn}: not available for GPU tensors yet; move them with .to('cpu')")
 
 
-def _unbroadcast(g, shape):
+def _unbroadcast(g, shape, xp=CPU):
     """g summed over the axes that broadcasting added or stretched, to ``shape``."""
-    if g.shape == shape:
+    gshape = tuple(g.shape)
+    if gshape == shape:
         return g
-    lead = g.ndim - len(shape)
+    lead = len(gshape) - len(shape)
     axes = tuple(range(lead)) + tuple(
-        i + lead for i, s in enumerate(shape) if s == 1 and g.shape[i + lead] != 1)
+        i + lead for i, s in enumerate(shape) if s == 1 and gshape[i + lead] != 1)
     if axes:
-        g = g.sum(axis=axes, keepdims=True)
-    return g.reshape(shape)
+        g = xp.sum(g, axes, True)
+    return xp.reshape(g, shape)
 
 
 def _operands(a, b, fn):
-    """(tensor or None, array or scalar) for each side; at least one is a Tensor."""
+    """(tensor or None, array or scalar) for each side, and the array
+    namespace; at least one side is a Tensor."""
     if isinstance(a, Tensor):
         ta, da = a, a._data
     else:
@@ -76,9 +84,12 @@ def _operands(a, b, fn):
         tb, db = b, b._data
     else:
         tb, db = None, _constant(b, fn, "b")
-    if not ((type(da) is _ndarray or _is_scalar(da)) and (type(db) is _ndarray or _is_scalar(db))):
-        _gpu_unsupported(fn, a, b)
-    return ta, da, tb, db
+    if type(da) is _ndarray or type(db) is _ndarray:
+        if not ((type(da) is _ndarray or _is_scalar(da)) and (type(db) is _ndarray or _is_scalar(db))):
+            raise ValueError(f"{fn}: all tensors must be on the same device, got cpu and cuda "
+                             "(move them with .to(device))")
+        return ta, da, tb, db, CPU
+    return ta, da, tb, db, GPU
 
 
 def _is_scalar(x):
@@ -97,28 +108,31 @@ def _constant(x, fn, name):
 
 
 def _shape(x):
-    return x.shape if type(x) is _ndarray else ()
+    return () if _is_scalar(x) else tuple(x.shape)
 
 
 def _fix_dtype(out, da, db):
     """Integer tensors mixed with a Python float give float32, not float64."""
-    if out.dtype == np.float64 and not (
+    if type(out) is _ndarray and out.dtype == np.float64 and not (
             (type(da) is _ndarray and da.dtype == np.float64)
             or (type(db) is _ndarray and db.dtype == np.float64)):
         return out.astype(np.float32)
     return out
 
 
-def _binary(fn, a, b, forward):
-    ta, da, tb, db = _operands(a, b, fn)
+def _binary(fn, a, b, op):
+    """Operands, namespace and xp.<op>(a, b) for a broadcasting binary op."""
+    ta, da, tb, db, xp = _operands(a, b, fn)
     try:
-        out = forward(da, db)
+        out = getattr(xp, op)(da, db)
     except ValueError:
         raise ValueError(f"{fn}: shapes {_shape(da)} and {_shape(db)} do not broadcast "
                          "together") from None
-    if type(out) is not _ndarray:
-        out = np.asarray(out)
-    return ta, da, tb, db, _fix_dtype(out, da, db)
+    if xp is CPU:
+        if type(out) is not _ndarray:
+            out = np.asarray(out)
+        out = _fix_dtype(out, da, db)
+    return ta, da, tb, db, xp, out
 
 
 def _needs(ta, tb):
@@ -141,56 +155,47 @@ def _pair(ta, tb, ga, gb):
 # ---------------------------------------------------------------- arithmetic
 def add(a, b):
     """a + b with NumPy broadcasting."""
-    ta, da, tb, db, out = _binary("add", a, b, np.add)
-    if not _needs(ta, tb):
-        return _wrap(out)
-    sa, sb = _shape(da), _shape(db)
-    return _record(out, _inputs(ta, tb),
-                   lambda g: _pair(ta, tb, _unbroadcast(g, sa), _unbroadcast(g, sb)), "AddBackward")
-
-
-def sub(a, b):
-    """a - b with NumPy broadcasting."""
-    ta, da, tb, db, out = _binary("sub", a, b, np.subtract)
+    ta, da, tb, db, xp, out = _binary("add", a, b, "add")
     if not _needs(ta, tb):
         return _wrap(out)
     sa, sb = _shape(da), _shape(db)
 
     def backward(g):
-        return _pair(ta, tb, _unbroadcast(g, sa) if ta is not None and ta._rg else None,
-                     _unbroadcast(-g, sb) if tb is not None and tb._rg else None)
+        return _pair(ta, tb, _unbroadcast(g, sa, xp) if ta is not None and ta._rg else None,
+                     _unbroadcast(g, sb, xp) if tb is not None and tb._rg else None)
+    return _record(out, _inputs(ta, tb), backward, "AddBackward")
+
+
+def sub(a, b):
+    """a - b with NumPy broadcasting."""
+    ta, da, tb, db, xp, out = _binary("sub", a, b, "sub")
+    if not _needs(ta, tb):
+        return _wrap(out)
+    sa, sb = _shape(da), _shape(db)
+
+    def backward(g):
+        return _pair(ta, tb, _unbroadcast(g, sa, xp) if ta is not None and ta._rg else None,
+                     _unbroadcast(xp.neg(g), sb, xp) if tb is not None and tb._rg else None)
     return _record(out, _inputs(ta, tb), backward, "SubBackward")
 
 
 def mul(a, b):
     """a * b with NumPy broadcasting."""
-    ta, da, tb, db, out = _binary("mul", a, b, np.multiply)
+    ta, da, tb, db, xp, out = _binary("mul", a, b, "mul")
     if not _needs(ta, tb):
         return _wrap(out)
     sa, sb = _shape(da), _shape(db)
 
     def backward(g):
-        return _pair(ta, tb, _unbroadcast(g * db, sa) if ta is not None and ta._rg else None,
-                     _unbroadcast(g * da, sb) if tb is not None and tb._rg else None)
+        return _pair(ta, tb,
+                     _unbroadcast(xp.mul(g, db), sa, xp) if ta is not None and ta._rg else None,
+                     _unbroadcast(xp.mul(g, da), sb, xp) if tb is not None and tb._rg else None)
     return _record(out, _inputs(ta, tb), backward, "MulBackward")
 
 
 def div(a, b):
     """a / b with NumPy broadcasting."""
-    ta, da, tb, db, out = _binary("div", a, b, np.true_divide)
-    if not _needs(ta, tb):
-        return _wrap(out)
-    sa, sb = _shape(da), _shape(db)
-
-    def backward(g):
-        return _pair(ta, tb, _unbroadcast(g / db, sa) if ta is not None and ta._rg else None,
-                     _unbroadcast(-g * out / db, sb) if tb is not None and tb._rg else None)
-    return _record(out, _inputs(ta, tb), backward, "DivBackward")
-
-
-def pow(a, b):
-    """a ** b with NumPy broadcasting. d/db is 0 where a == 0 and b >= 0."""
-    ta, da, tb, db, out = _binary("pow", a, b, np.power)
+    ta, da, tb, db, xp, out = _binary("div", a, b, "div")
     if not _needs(ta, tb):
         return _wrap(out)
     sa, sb = _shape(da), _shape(db)
@@ -198,11 +203,32 @@ def pow(a, b):
     def backward(g):
         ga = gb = None
         if ta is not None and ta._rg:
-            if _is_scalar(db) and db == 2:
-                ga = g * (2 * da)
-            else:
-                ga = _unbroadcast(g * (db * np.power(da, db - 1)), sa)
+            ga = _unbroadcast(xp.div(g, db), sa, xp)
         if tb is not None and tb._rg:
+            gb = _unbroadcast(xp.neg(xp.div(xp.mul(g, out), db)), sb, xp)
+        return _pair(ta, tb, ga, gb)
+    return _record(out, _inputs(ta, tb), backward, "DivBackward")
+
+
+def pow(a, b):
+    """a ** b with NumPy broadcasting. d/db is 0 where a == 0 and b >= 0."""
+    ta, da, tb, db, xp, out = _binary("pow", a, b, "pow")
+    if not _needs(ta, tb):
+        return _wrap(out)
+    sa, sb = _shape(da), _shape(db)
+
+    def backward(g):
+        ga = gb = None
+        if ta is not None and ta._rg:
+            if _is_scalar(db):
+                ga = xp.mul(g, xp.mul(da, 2.0) if db == 2 else xp.mul(xp.pow(da, db - 1), db))
+            else:
+                ga = _unbroadcast(xp.mul(g, xp.mul(db, xp.pow(da, xp.sub(db, 1.0)))), sa, xp)
+        if tb is not None and tb._rg:
+            if xp is not CPU:
+                raise NotImplementedError(
+                    "pow: the gradient with respect to the exponent is not available for GPU "
+                    "tensors yet")
             with np.errstate(divide="ignore", invalid="ignore"):
                 d = g * out * np.log(da)
             d = np.where((np.asarray(da) == 0) & (np.asarray(db) >= 0), 0, d)
@@ -214,13 +240,11 @@ def pow(a, b):
 def neg(x):
     """-x."""
     x = _tensor(x, "neg")
-    d = x._data
-    if type(d) is not _ndarray:
-        _gpu_unsupported("neg", x)
-    out = np.negative(d)
+    xp = _xp("neg", x)
+    out = xp.neg(x._data)
     if not (_GradMode.enabled and x._rg):
         return _wrap(out)
-    return _record(out, (x,), lambda g: (-g,), "NegBackward")
+    return _record(out, (x,), lambda g: (xp.neg(g),), "NegBackward")
 
 
 def _rsub(a, b):
@@ -240,18 +264,10 @@ def _rmatmul(a, b):
 
 
 # ---------------------------------------------------------------- matmul
-def _gemm(x, y, trans_x=False, trans_y=False):
-    """op(x) @ op(y) for 2-D arrays: the GEMM kernel for float32 (transposes
-    as flags, never copies), NumPy otherwise."""
-    if x.dtype == _f32 and y.dtype == _f32:
-        return _C.gemm(x, y, trans_x, trans_y, 1.0, 0.0, None)
-    return (x.T if trans_x else x) @ (y.T if trans_y else y)
-
-
 def matmul(a, b):
     """a @ b as numpy.matmul: 2-D products on the GEMM kernel; 1-D operands and
     stacks of matrices (broadcast over the leading axes) too."""
-    ta, da, tb, db = _operands(a, b, "matmul")
+    ta, da, tb, db, xp = _operands(a, b, "matmul")
     if _is_scalar(da) or _is_scalar(db) or da.ndim == 0 or db.ndim == 0:
         raise ValueError(f"matmul: arguments must have at least 1 dimension, got shapes "
                          f"{_shape(da)} and {_shape(db)}")
@@ -261,14 +277,17 @@ def matmul(a, b):
         raise ValueError(f"matmul: shapes {da.shape} and {db.shape} do not match: "
                          f"{ka} (last axis of a) != {kb} (axis -2 of b)")
     if da.ndim == 2 and db.ndim == 2:
-        out = _gemm(da, db)
+        out = xp.gemm(da, db)
     else:
+        if xp is not CPU:
+            raise NotImplementedError("matmul: only 2-D @ 2-D is available for GPU tensors yet")
         try:
             out = np.matmul(da, db)
         except ValueError:
             raise ValueError(f"matmul: batch shapes of {da.shape} and {db.shape} do not "
                              "broadcast together") from None
-    out = _fix_dtype(np.asarray(out), da, db)
+    if xp is CPU:
+        out = _fix_dtype(np.asarray(out), da, db)
     if not _needs(ta, tb):
         return _wrap(out)
 
@@ -278,9 +297,9 @@ def matmul(a, b):
         need_b = tb is not None and tb._rg
         if da.ndim == 2 and db.ndim == 2:
             if need_a:
-                ga = _gemm(g, db, False, True)
+                ga = xp.gemm(g, db, False, True)
             if need_b:
-                gb = _gemm(da, g, True, False)
+                gb = xp.gemm(da, g, True, False)
             return _pair(ta, tb, ga, gb)
         a2 = da if da.ndim > 1 else da[None, :]
         b2 = db if db.ndim > 1 else db[:, None]
@@ -306,41 +325,32 @@ def linear(x, w, b=None):
     dx, dw = x._data, w._data
     if b is not None:
         b = _tensor(b, "linear", "b")
-    if type(dx) is not _ndarray or type(dw) is not _ndarray or (b is not None and type(b._data) is not _ndarray):
-        _gpu_unsupported("linear", x, w, b)
+    xp = _xp("linear", x, w, b)
     if dw.ndim != 2:
         raise ValueError(f"linear: argument 'w' must be 2-D (in, out), got shape {dw.shape}")
     if dx.ndim < 1 or dx.shape[-1] != dw.shape[0]:
         raise ValueError(f"linear: argument 'x' must have shape (..., {dw.shape[0]}) to match "
                          f"'w' of shape {dw.shape}, got {dx.shape}")
     n_out = dw.shape[1]
-    if b is not None and b._data.shape != (n_out,):
-        raise ValueError(f"linear: argument 'b' must have shape ({n_out},), got {b._data.shape}")
-    x2 = dx.reshape(-1, dx.shape[-1]) if dx.ndim != 2 else dx
-    if dx.dtype == _f32 and dw.dtype == _f32 and (b is None or b._data.dtype == _f32):
-        if b is None:
-            out = _C.gemm(x2, dw, False, False, 1.0, 0.0, None)
-        else:
-            out = np.empty((x2.shape[0], n_out), _f32)
-            out[...] = b._data
-            _C.gemm(x2, dw, False, False, 1.0, 1.0, out)
-    else:
-        out = x2 @ dw
-        if b is not None:
-            out = out + b._data
+    if b is not None and tuple(b._data.shape) != (n_out,):
+        raise ValueError(f"linear: argument 'b' must have shape ({n_out},), got "
+                         f"{tuple(b._data.shape)}")
+    x_shape = tuple(dx.shape)
+    x2 = xp.reshape(dx, (-1, x_shape[-1])) if dx.ndim != 2 else dx
+    out = xp.linear(x2, dw, None if b is None else b._data)
     if dx.ndim != 2:
-        out = out.reshape(dx.shape[:-1] + (n_out,))
+        out = xp.reshape(out, x_shape[:-1] + (n_out,))
     if not (_GradMode.enabled and (x._rg or w._rg or (b is not None and b._rg))):
         return _wrap(out)
     inputs = (x, w) if b is None else (x, w, b)
 
     def backward(g):
-        g2 = _contig(g).reshape(-1, n_out) if g.ndim != 2 else g
-        gx = _gemm(g2, dw, False, True).reshape(dx.shape) if x._rg else None
-        gw = _gemm(x2, g2, True, False) if w._rg else None
+        g2 = xp.reshape(g, (-1, n_out)) if g.ndim != 2 else g
+        gx = xp.reshape(xp.gemm(g2, dw, False, True), x_shape) if x._rg else None
+        gw = xp.gemm(x2, g2, True, False) if w._rg else None
         if b is None:
             return gx, gw
-        return gx, gw, (g2.sum(axis=0) if b._rg else None)
+        return gx, gw, (xp.sum(g2, (0,), False) if b._rg else None)
     return _record(out, inputs, backward, "LinearBackward")
 
 
@@ -362,43 +372,41 @@ def _axes(axis, ndim, fn):
     return tuple(sorted(out))
 
 
-def _expand(g, axes, keepdims):
-    """g (reduced over axes) with those axes put back as size 1."""
-    return g if keepdims or not axes else np.expand_dims(g, axes)
+def _expand(g, axes, keepdims, shape, xp):
+    """g (reduced over axes) broadcast back to ``shape``."""
+    if not keepdims and axes:
+        g = xp.reshape(g, tuple(1 if i in axes else n for i, n in enumerate(shape)))
+    return xp.broadcast_to(g, shape)
 
 
 def sum(x, axis=None, keepdims=False):
     """Sum over ``axis`` (None: all)."""
     x = _tensor(x, "sum")
+    xp = _xp("sum", x)
     d = x._data
-    if type(d) is not _ndarray:
-        _gpu_unsupported("sum", x)
     axes = _axes(axis, d.ndim, "sum")
-    out = np.asarray(np.sum(d, axis=axes, keepdims=keepdims))
+    out = xp.sum(d, axes, keepdims)
     if not (_GradMode.enabled and x._rg):
         return _wrap(out)
-    shape = d.shape
-    return _record(out, (x,), lambda g: (np.broadcast_to(_expand(g, axes, keepdims), shape),),
-                   "SumBackward")
+    shape = tuple(d.shape)
+    return _record(out, (x,), lambda g: (_expand(g, axes, keepdims, shape, xp),), "SumBackward")
 
 
 def mean(x, axis=None, keepdims=False):
     """Mean over ``axis`` (None: all)."""
     x = _tensor(x, "mean")
+    xp = _xp("mean", x)
     d = x._data
-    if type(d) is not _ndarray:
-        _gpu_unsupported("mean", x)
     axes = _axes(axis, d.ndim, "mean")
-    count = int(np.prod([d.shape[a] for a in axes], dtype=np.int64))
-    out = np.asarray(np.mean(d, axis=axes, keepdims=keepdims))
-    if out.dtype != d.dtype and d.dtype.kind == "f":
-        out = out.astype(d.dtype)
+    shape = tuple(d.shape)
+    count = int(np.prod([shape[a] for a in axes], dtype=np.int64))
+    scale = 1.0 / count if count else float("nan")
+    out = xp.mul(xp.sum(d, axes, keepdims), scale)
+    if xp is CPU:
+        out = np.asarray(out, d.dtype if d.dtype.kind == "f" else np.float32)
     if not (_GradMode.enabled and x._rg):
         return _wrap(out)
-    shape = d.shape
-    scale = 1.0 / count if count else float("nan")
-    return _record(out, (x,),
-                   lambda g: (np.broadcast_to(_expand(g * scale, axes, keepdims), shape),),
+    return _record(out, (x,), lambda g: (_expand(xp.mul(g, scale), axes, keepdims, shape, xp),),
                    "MeanBackward")
 
 
@@ -406,21 +414,22 @@ def max(x, axis=None, keepdims=False):
     """Maximum over ``axis`` (None: all); the gradient is shared equally by
     the elements that tie for the maximum."""
     x = _tensor(x, "max")
+    xp = _xp("max", x)
     d = x._data
-    if type(d) is not _ndarray:
-        _gpu_unsupported("max", x)
     axes = _axes(axis, d.ndim, "max")
-    if any(d.shape[a] == 0 for a in axes):
-        raise ValueError(f"max: cannot reduce an empty axis of a tensor of shape {d.shape}")
-    kept = np.max(d, axis=axes, keepdims=True)
-    out = np.asarray(kept if keepdims else np.squeeze(kept, axis=axes))
+    shape = tuple(d.shape)
+    if any(shape[a] == 0 for a in axes):
+        raise ValueError(f"max: cannot reduce an empty axis of a tensor of shape {shape}")
+    kept = xp.max(d, axes, True)
+    out = kept if keepdims or not axes else xp.reshape(
+        kept, tuple(n for i, n in enumerate(shape) if i not in axes))
     if not (_GradMode.enabled and x._rg):
         return _wrap(out)
 
     def backward(g):
-        mask = (d == kept).astype(d.dtype)
-        mask /= mask.sum(axis=axes, keepdims=True)
-        return (mask * _expand(g, axes, keepdims),)
+        mask = xp.eq(d, xp.broadcast_to(kept, shape))
+        share = xp.div(mask, xp.broadcast_to(xp.sum(mask, axes, True), shape))
+        return (xp.mul(share, _expand(g, axes, keepdims, shape, xp)),)
     return _record(out, (x,), backward, "MaxBackward")
 
 
@@ -430,18 +439,17 @@ def reshape(x, *shape):
     x = _tensor(x, "reshape")
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
+    xp = _xp("reshape", x)
     d = x._data
-    if type(d) is not _ndarray:
-        _gpu_unsupported("reshape", x)
+    in_shape = tuple(d.shape)
     try:
-        out = d.reshape(shape)
+        out = xp.reshape(d, shape)
     except (ValueError, TypeError) as e:
-        raise ValueError(f"reshape: cannot reshape a tensor of shape {d.shape} into shape "
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {in_shape} into shape "
                          f"{tuple(shape)} ({e})") from None
     if not (_GradMode.enabled and x._rg):
         return _wrap(out)
-    in_shape = d.shape
-    return _record(out, (x,), lambda g: (g.reshape(in_shape),), "ReshapeBackward")
+    return _record(out, (x,), lambda g: (xp.reshape(g, in_shape),), "ReshapeBackward")
 
 
 def permute(x, *axes):
@@ -449,18 +457,17 @@ def permute(x, *axes):
     x = _tensor(x, "permute")
     if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
         axes = tuple(axes[0])
+    xp = _xp("permute", x)
     d = x._data
-    if type(d) is not _ndarray:
-        _gpu_unsupported("permute", x)
     if len(axes) != d.ndim or sorted(int(a) % d.ndim if d.ndim else a for a in axes) != list(range(d.ndim)):
         raise ValueError(f"permute: argument 'axes' must be a permutation of the {d.ndim} axes "
-                         f"of a tensor of shape {d.shape}, got {tuple(axes)}")
+                         f"of a tensor of shape {tuple(d.shape)}, got {tuple(axes)}")
     axes = tuple(int(a) % d.ndim for a in axes)
-    out = d.transpose(axes)
+    out = xp.permute(d, axes)
     if not (_GradMode.enabled and x._rg):
         return _wrap(out)
-    inverse = tuple(np.argsort(axes))
-    return _record(out, (x,), lambda g: (g.transpose(inverse),), "PermuteBackward")
+    inverse = tuple(int(i) for i in np.argsort(axes))
+    return _record(out, (x,), lambda g: (xp.permute(g, inverse),), "PermuteBackward")
 
 
 def transpose(x, *axes):
@@ -503,9 +510,8 @@ def _index_arrays(idx):
 def getitem(x, idx):
     """x[idx] with NumPy's rules (slices, integers, None, Ellipsis, integer and
     boolean arrays); the gradient of repeated indices adds up."""
+    _cpu_only("getitem", x)
     d = x._data
-    if type(d) is not _ndarray:
-        _gpu_unsupported("getitem", x)
     idx, basic = _index_arrays(idx)
     try:
         out = d[idx]
@@ -532,8 +538,7 @@ def _sequence(tensors, fn):
     if not tensors:
         raise ValueError(f"{fn}: argument 'tensors' must not be empty")
     ts = [_tensor(t, fn, "tensors") for t in tensors]
-    if any(type(t._data) is not _ndarray for t in ts):
-        _gpu_unsupported(fn, *ts)
+    _cpu_only(fn, *ts)
     return ts
 
 
@@ -582,181 +587,129 @@ def stack(tensors, axis=0):
 # ---------------------------------------------------------------- pointwise
 def _unary_input(x, fn):
     x = _tensor(x, fn)
+    xp = _xp(fn, x)
     d = x._data
-    if type(d) is not _ndarray:
-        _gpu_unsupported(fn, x)
     if d.dtype.kind != "f":
         d = d.astype(np.float32)
-    return x, d
+    return x, d, xp
 
 
 def exp(x):
     """e ** x."""
-    x, d = _unary_input(x, "exp")
-    out = np.exp(d)
+    x, d, xp = _unary_input(x, "exp")
+    out = xp.exp(d)
     if not (_GradMode.enabled and x._rg):
         return _wrap(out)
-    return _record(out, (x,), lambda g: (g * out,), "ExpBackward")
+    return _record(out, (x,), lambda g: (xp.mul(g, out),), "ExpBackward")
 
 
 def log(x):
     """Natural logarithm."""
-    x, d = _unary_input(x, "log")
-    out = np.log(d)
+    x, d, xp = _unary_input(x, "log")
+    out = xp.log(d)
     if not (_GradMode.enabled and x._rg):
         return _wrap(out)
-    return _record(out, (x,), lambda g: (g / d,), "LogBackward")
+    return _record(out, (x,), lambda g: (xp.div(g, d),), "LogBackward")
 
 
 def sqrt(x):
     """Square root."""
-    x, d = _unary_input(x, "sqrt")
-    out = np.sqrt(d)
+    x, d, xp = _unary_input(x, "sqrt")
+    out = xp.sqrt(d)
     if not (_GradMode.enabled and x._rg):
         return _wrap(out)
-    return _record(out, (x,), lambda g: (g * 0.5 / out,), "SqrtBackward")
+    return _record(out, (x,), lambda g: (xp.div(xp.mul(g, 0.5), out),), "SqrtBackward")
 
 
 def clip(x, min=None, max=None):
     """x limited to [min, max]; the gradient passes where min <= x <= max."""
-    x, d = _unary_input(x, "clip")
+    x, d, xp = _unary_input(x, "clip")
     if min is None and max is None:
         raise ValueError("clip: at least one of 'min' and 'max' must be given")
-    out = np.clip(d, min, max)
+    out = xp.clip(d, min, max)
     if not (_GradMode.enabled and x._rg):
         return _wrap(out)
-
-    def backward(g):
-        keep = np.ones(d.shape, bool)
-        if min is not None:
-            keep &= d >= min
-        if max is not None:
-            keep &= d <= max
-        return (g * keep,)
-    return _record(out, (x,), backward, "ClipBackward")
+    # inside the bounds (ends included) clipping changed nothing
+    return _record(out, (x,), lambda g: (xp.mul(g, xp.eq(out, d)),), "ClipBackward")
 
 
-def _activation(name, kernel, kernel_backward, reference, reference_backward):
-    """An elementwise activation: the C++ kernel for float32, NumPy otherwise;
-    the backward is written in terms of the output."""
+def _activation(name, doc):
+    """An elementwise activation on the kernels; its backward is written in
+    terms of the output."""
     label = name.capitalize() + "Backward"
 
     def op(x):
-        x, d = _unary_input(x, name)
-        if d.dtype == _f32:
-            out = kernel(_contig(d))
-
-            def backward(g):
-                return (kernel_backward(out, _contig(g.astype(_f32, copy=False))),)
-        else:
-            out = reference(d)
-
-            def backward(g):
-                return (reference_backward(out, g),)
+        x, d, xp = _unary_input(x, name)
+        out = xp.activation(name, d)
         if not (_GradMode.enabled and x._rg):
             return _wrap(out)
-        return _record(out, (x,), backward, label)
+        return _record(out, (x,), lambda g: (xp.activation_backward(name, out, g),), label)
     op.__name__ = name
+    op.__doc__ = doc
     return op
 
 
-relu = _activation("relu", _C.relu, _C.relu_backward, lambda d: np.maximum(d, 0),
-                   lambda y, g: g * (y > 0))
-relu.__doc__ = "max(x, 0)."
-sigmoid = _activation("sigmoid", _C.sigmoid, _C.sigmoid_backward,
-                      lambda d: 0.5 * (1 + np.tanh(0.5 * d)), lambda y, g: g * y * (1 - y))
-sigmoid.__doc__ = "1 / (1 + exp(-x))."
-tanh = _activation("tanh", _C.tanh, _C.tanh_backward, np.tanh, lambda y, g: g * (1 - y * y))
-tanh.__doc__ = "Hyperbolic tangent."
+relu = _activation("relu", "max(x, 0).")
+sigmoid = _activation("sigmoid", "1 / (1 + exp(-x)).")
+tanh = _activation("tanh", "Hyperbolic tangent.")
 
 
-def _over_last_axis(d, axis, fn):
-    """d with ``axis`` moved last (C-contiguous), and the axis index."""
-    ax = _axes(axis, d.ndim, fn)[0] if d.ndim else 0
-    if d.ndim == 0:
-        raise ValueError(f"{fn}: argument 'x' must have at least 1 dimension, got a scalar")
-    moved = d if ax == d.ndim - 1 else np.moveaxis(d, ax, -1)
-    return _contig(moved), ax
-
-
-def _row_op(name, kernel, kernel_backward, reference, reference_backward):
+def _row_op(name, doc):
+    """softmax or log_softmax along an axis: the row kernel over the last
+    axis, the axis moved there (and back) when it is another."""
     label = name.replace("_", " ").title().replace(" ", "") + "Backward"
 
     def op(x, axis=-1):
-        x, d = _unary_input(x, name)
-        m, ax = _over_last_axis(d, axis, name)
+        x, d, xp = _unary_input(x, name)
+        if d.ndim == 0:
+            raise ValueError(f"{name}: argument 'x' must have at least 1 dimension, got a scalar")
+        ax = _axes(axis, d.ndim, name)[0]
         last = ax == d.ndim - 1
-        if d.dtype == _f32:
-            y = kernel(m)
-        else:
-            y = reference(m)
-        out = y if last else np.moveaxis(y, -1, ax)
+        m = d if last and (xp is not CPU or d.flags.c_contiguous) else xp.move_last(d, ax)
+        y = xp.rows(name, m)
+        out = y if last else xp.move_back(y, ax)
         if not (_GradMode.enabled and x._rg):
             return _wrap(out)
 
         def backward(g):
-            gm = _contig(g if last else np.moveaxis(g, ax, -1))
-            if y.dtype == _f32:
-                gx = kernel_backward(y, gm.astype(_f32, copy=False))
-            else:
-                gx = reference_backward(y, gm)
-            return (gx if last else np.moveaxis(gx, -1, ax),)
+            gm = xp.move_last(g, ax) if not last or (xp is CPU and not g.flags.c_contiguous) else g
+            gx = xp.rows_backward(name, y, gm)
+            return (gx if last else xp.move_back(gx, ax),)
         return _record(out, (x,), backward, label)
     op.__name__ = name
+    op.__doc__ = doc
     return op
 
 
-def _softmax_ref(m):
-    e = np.exp(m - m.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _log_softmax_ref(m):
-    s = m - m.max(axis=-1, keepdims=True)
-    return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
-
-
-softmax = _row_op("softmax", _C.softmax, _C.softmax_backward, _softmax_ref,
-                  lambda y, g: y * (g - (g * y).sum(axis=-1, keepdims=True)))
-softmax.__doc__ = "exp(x) / sum(exp(x)) along ``axis`` (default the last)."
-log_softmax = _row_op("log_softmax", _C.log_softmax, _C.log_softmax_backward, _log_softmax_ref,
-                      lambda y, g: g - np.exp(y) * g.sum(axis=-1, keepdims=True))
-log_softmax.__doc__ = "log(softmax(x)) along ``axis``, computed stably."
+softmax = _row_op("softmax", "exp(x) / sum(exp(x)) along ``axis`` (default the last).")
+log_softmax = _row_op("log_softmax", "log(softmax(x)) along ``axis``, computed stably.")
 
 
 def dropout(x, rate, training=True):
     """Zeroes each element with probability ``rate`` and scales the others by
     1 / (1 - rate) while training; the identity otherwise. The mask comes from
-    fastnn.manual_seed's stream and does not depend on the thread count."""
+    fastnn.manual_seed's stream and does not depend on the thread count (nor
+    on the device)."""
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
         raise ValueError(f"dropout: argument 'rate' must be a number in [0, 1), got {rate!r}")
     x = _tensor(x, "dropout")
     if not training or rate == 0:
         return x
-    x, d = _unary_input(x, "dropout")
+    x, d, xp = _unary_input(x, "dropout")
     key = _random.next_key()
     rate = float(rate)
-    if d.dtype == _f32:
-        out = _C.dropout(_contig(d), rate, key)
-
-        def backward(g):
-            return (_C.dropout(_contig(g.astype(_f32, copy=False)), rate, key),)
-    else:
-        mask = _C.dropout(np.ones(d.shape, _f32), rate, key).astype(d.dtype)
-        out = d * mask
-
-        def backward(g):
-            return (g * mask,)
+    out = xp.dropout(d, rate, key)
     if not (_GradMode.enabled and x._rg):
         return _wrap(out)
-    return _record(out, (x,), backward, "DropoutBackward")
+    return _record(out, (x,), lambda g: (xp.dropout(g, rate, key),), "DropoutBackward")
 
 
 # ---------------------------------------------------------------- losses
 def _labels(labels, n, fn):
     d = labels._data if isinstance(labels, Tensor) else labels
     if _cuda.is_device_array(d):
-        _gpu_unsupported(fn, labels)
+        raise TypeError(f"{fn}: argument 'labels' must be an integer array, got a float32 "
+                        "DeviceArray")
     try:
         d = np.asarray(d)
     except (TypeError, ValueError):
@@ -777,59 +730,48 @@ def cross_entropy(logits, labels):
     classes), integer labels (batch,). Softmax and the loss are one fused
     kernel, exact for extreme logits."""
     x = _tensor(logits, "cross_entropy", "logits")
+    xp = _xp("cross_entropy", x)
     d = x._data
-    if type(d) is not _ndarray:
-        _gpu_unsupported("cross_entropy", x, labels)
     if d.ndim != 2:
         raise ValueError(f"cross_entropy: argument 'logits' must be 2-D (batch, classes), got "
-                         f"shape {d.shape}")
+                         f"shape {tuple(d.shape)}")
     lab = _labels(labels, d.shape[0], "cross_entropy")
     n, c = d.shape
     if lab.size and (lab.min() < 0 or lab.max() >= c):
         bad = lab[(lab < 0) | (lab >= c)][0]
         raise ValueError(f"cross_entropy: argument 'labels' must hold class indices in [0, {c}), "
                          f"got {bad}")
-    if d.dtype == _f32:
-        loss, prob = _C.cross_entropy(_contig(d), lab)
-        out = np.array(loss, dtype=_f32)
-    else:
-        logp = _log_softmax_ref(d)
-        prob = np.exp(logp)
-        out = np.asarray(-logp[np.arange(n), lab].mean() if n else np.nan, dtype=d.dtype)
+    out, prob = xp.cross_entropy(d, lab)
     if not (_GradMode.enabled and x._rg):
         return _wrap(out)
-
-    def backward(g):
-        scale = float(g) / n
-        if prob.dtype == _f32:
-            return (_C.cross_entropy_backward(prob, lab, scale),)
-        gx = prob * scale
-        gx[np.arange(n), lab] -= scale
-        return (gx,)
-    return _record(out, (x,), backward, "CrossEntropyBackward")
+    return _record(out, (x,),
+                   lambda g: (xp.cross_entropy_backward(prob, lab, xp.to_float(g) / n),),
+                   "CrossEntropyBackward")
 
 
 def mse_loss(y, t):
     """Mean of (y - t) ** 2 over all elements; y and t of one shape."""
     y = _tensor(y, "mse_loss", "y")
     t = _tensor(t, "mse_loss", "t")
+    xp = _xp("mse_loss", y, t)
     dy, dt = y._data, t._data
-    if type(dy) is not _ndarray or type(dt) is not _ndarray:
-        _gpu_unsupported("mse_loss", y, t)
-    if dy.shape != dt.shape:
+    if tuple(dy.shape) != tuple(dt.shape):
         raise ValueError(f"mse_loss: arguments 'y' and 't' must have the same shape, got "
-                         f"{dy.shape} and {dt.shape}")
-    diff = dy - dt
+                         f"{tuple(dy.shape)} and {tuple(dt.shape)}")
+    diff = xp.sub(dy, dt)
     if diff.dtype.kind != "f":
         diff = diff.astype(np.float32)
-    n = diff.size
-    out = np.asarray(np.vdot(diff, diff) / n if n else np.nan, dtype=diff.dtype)
+    n = int(np.prod(tuple(diff.shape), dtype=np.int64))
+    out = xp.mul(xp.sum(xp.mul(diff, diff), tuple(range(diff.ndim)), False),
+                 1.0 / n if n else float("nan"))
+    if xp is CPU:
+        out = np.asarray(out, diff.dtype)
     if not (_GradMode.enabled and (y._rg or t._rg)):
         return _wrap(out)
 
     def backward(g):
-        gy = diff * (2.0 * float(g) / n)
-        return (gy if y._rg else None, -gy if t._rg else None)
+        gy = xp.mul(diff, 2.0 * xp.to_float(g) / n)
+        return (gy if y._rg else None, xp.neg(gy) if t._rg else None)
     return _record(out, (y, t), backward, "MseLossBackward")
 
 
@@ -872,6 +814,7 @@ def _install():
 
     def _compare(op):
         def f(self, other):
+            _cpu_only("comparison", self, other if isinstance(other, Tensor) else None)
             o = other._data if isinstance(other, Tensor) else other
             return _wrap(np.asarray(op(self._data, o)))
         return f

@@ -5,6 +5,7 @@ import numbers
 
 import numpy as np
 
+from . import _backend
 from . import autograd
 from . import cuda as _cuda
 
@@ -288,56 +289,80 @@ class Tensor:
     def _other_array(self, other, fn):
         if isinstance(other, Tensor):
             if other.device != self.device:
-                raise ValueError(f"{fn}: tensors on different devices: {self.device} and {other.device}")
+                raise ValueError(f"{fn}: all tensors must be on the same device, got "
+                                 f"{self.device} and {other.device}")
             return other._data
         if isinstance(other, numbers.Number):
             return other
+        if not isinstance(self._data, np.ndarray):
+            raise ValueError(f"{fn}: all tensors must be on the same device, got cuda and a "
+                             "host array")
         return np.asarray(other)
 
     def add_(self, other, alpha=1.0):
         """self += alpha * other, in place (a fused kernel for float32 arrays of one shape)."""
         self._check_inplace("add_")
-        from . import _C
         o = self._other_array(other, "add_")
         a = self._data
-        if (isinstance(o, np.ndarray) and a.dtype == np.float32 and o.dtype == np.float32
-                and o.shape == a.shape and a.flags.c_contiguous and o.flags.c_contiguous):
-            _C.axpy(float(alpha), o, a)
-        elif isinstance(a, np.ndarray):
-            a += o * alpha if alpha != 1 else o
+        if isinstance(a, np.ndarray):
+            if (isinstance(o, np.ndarray) and a.dtype == np.float32 and o.dtype == np.float32
+                    and o.shape == a.shape and a.flags.c_contiguous and o.flags.c_contiguous):
+                from . import _C
+                _C.axpy(float(alpha), o, a)
+            else:
+                a += o * alpha if alpha != 1 else o
+        elif _cuda.is_device_array(o) and tuple(o.shape) == tuple(a.shape):
+            _cuda._C_cuda.axpy(float(alpha), o, a)
         else:
-            raise NotImplementedError("add_: in-place ops on GPU tensors are not implemented yet")
+            self._data = _backend.GPU.add(a, _backend.GPU.mul(o, float(alpha)))
         return self
 
     def sub_(self, other, alpha=1.0):
         return self.add_(other, -alpha)
 
-    def mul_(self, other):
-        self._check_inplace("mul_")
-        self._data *= self._other_array(other, "mul_")
+    def _replace(self, fn, op, other):
+        """self = op(self, other) in place (on the GPU: a new buffer)."""
+        self._check_inplace(fn)
+        o = self._other_array(other, fn)
+        if isinstance(self._data, np.ndarray):
+            getattr(_backend.CPU, op)(self._data, o, out=self._data, casting="unsafe")
+        else:
+            self._data = getattr(_backend.GPU, op)(self._data, o)
         return self
+
+    def mul_(self, other):
+        return self._replace("mul_", "mul", other)
 
     def div_(self, other):
-        self._check_inplace("div_")
-        self._data /= self._other_array(other, "div_")
-        return self
+        return self._replace("div_", "div", other)
 
     def zero_(self):
-        self._check_inplace("zero_")
-        self._data[...] = 0
-        return self
+        return self.fill_(0.0)
 
     def fill_(self, value):
         self._check_inplace("fill_")
-        self._data[...] = value
+        if isinstance(self._data, np.ndarray):
+            self._data[...] = value
+        else:
+            _cuda._C_cuda.fill(self._data, float(value))
         return self
 
     def copy_(self, src):
+        """Copies src's values (broadcast to this shape) into this tensor."""
         self._check_inplace("copy_")
         s = self._other_array(src, "copy_")
-        if np.shape(s) != self._data.shape and np.broadcast_shapes(np.shape(s), self._data.shape) != self._data.shape:
-            raise ValueError(f"copy_: argument 'src' of shape {np.shape(s)} does not fit shape {self.shape}")
-        self._data[...] = s
+        shape = tuple(self._data.shape)
+        try:
+            fits = np.broadcast_shapes(tuple(np.shape(s)), shape) == shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(f"copy_: argument 'src' of shape {tuple(np.shape(s))} does not fit "
+                             f"shape {shape}")
+        if isinstance(self._data, np.ndarray):
+            self._data[...] = s
+        else:
+            self._data = _backend.GPU.broadcast_to(s, shape)
         return self
 
     def __iadd__(self, other):

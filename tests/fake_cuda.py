@@ -1,0 +1,178 @@
+"""A stand-in for fastnn._C_cuda built on NumPy, so the GPU paths of the
+Python layer (the _backend.GPU namespace, device checks, moving tensors)
+run and are checked on a machine without a GPU. It implements the bindings'
+contract (float32 arrays, new results, same signatures); the CUDA kernels
+themselves are tested against NumPy in test_cuda_ops.py where a GPU is."""
+import numpy as np
+
+from fastnn import _C
+
+
+class FakeDeviceArray:
+    """Holds a private float32 C-order array; like DeviceArray it exposes no
+    buffer protocol, so NumPy code that meets one by mistake fails."""
+    __array_ufunc__ = None
+
+    def __init__(self, values):
+        self._host = np.array(values, dtype=np.float32, order="C", copy=True)
+
+    @staticmethod
+    def from_numpy(x):
+        return FakeDeviceArray(x)
+
+    def numpy(self):
+        return self._host.copy()
+
+    @property
+    def shape(self):
+        return self._host.shape
+
+    @property
+    def ndim(self):
+        return self._host.ndim
+
+    @property
+    def dtype(self):
+        return np.dtype(np.float32)
+
+    @property
+    def size(self):
+        return self._host.size
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("a device array must be copied to the host explicitly")
+
+
+def _h(x):
+    assert isinstance(x, FakeDeviceArray), f"expected a device array, got {type(x).__name__}"
+    return x._host
+
+
+def _d(x):
+    return FakeDeviceArray(np.asarray(x, np.float32))
+
+
+_UNARY = {"neg": np.negative, "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "abs": np.abs,
+          "relu": lambda x: np.maximum(x, 0), "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+          "tanh": np.tanh}
+_UNARY_BACKWARD = {"relu": lambda y, g: g * (y > 0), "sigmoid": lambda y, g: g * y * (1 - y),
+                   "tanh": lambda y, g: g * (1 - y * y), "exp": lambda y, g: g * y,
+                   "sqrt": lambda y, g: g * 0.5 / y}
+_BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
+           "pow": np.power, "maximum": np.maximum, "minimum": np.minimum, "eq": np.equal,
+           "gt": np.greater, "ge": np.greater_equal, "lt": np.less, "le": np.less_equal}
+
+
+class FakeCudaModule:
+    """The functions of _C_cuda that the Python layer calls. ``calls``
+    counts them by name, so a test can tell that work ran "on the device"."""
+
+    DeviceArray = FakeDeviceArray
+
+    def __init__(self):
+        self.calls = {}
+
+    def _count(self, name):
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def device_count(self):
+        return 1
+
+    def init_error(self):
+        return ""
+
+    def synchronize(self):
+        pass
+
+    def unary(self, op, x):
+        self._count("unary")
+        return _d(_UNARY[op](_h(x)))
+
+    def unary_backward(self, op, y, dy):
+        self._count("unary_backward")
+        return _d(_UNARY_BACKWARD[op](_h(y), _h(dy)))
+
+    def binary(self, op, a, b):
+        self._count("binary")
+        try:
+            return _d(_BINARY[op](_h(a), _h(b)))
+        except ValueError:
+            raise ValueError(f"binary: shapes {a.shape} and {b.shape} do not broadcast") from None
+
+    def scalar(self, op, x, s):
+        self._count("scalar")
+        if op.startswith("r") and op[1:] in _BINARY:
+            return _d(_BINARY[op[1:]](np.float32(s), _h(x)))
+        return _d(_BINARY[op](_h(x), np.float32(s)))
+
+    def sum(self, x, axes, keepdims):
+        self._count("sum")
+        return _d(np.sum(_h(x), axis=tuple(axes), keepdims=keepdims))
+
+    def max(self, x, axes, keepdims):
+        self._count("max")
+        return _d(np.max(_h(x), axis=tuple(axes), keepdims=keepdims))
+
+    def broadcast_to(self, x, shape):
+        self._count("broadcast_to")
+        return _d(np.broadcast_to(_h(x), shape))
+
+    def reshape(self, x, shape):
+        self._count("reshape")
+        return _d(_h(x).reshape(shape))
+
+    def permute(self, x, axes):
+        self._count("permute")
+        return _d(np.transpose(_h(x), axes))
+
+    def copy(self, x):
+        self._count("copy")
+        return _d(_h(x))
+
+    def fill(self, x, value):
+        self._count("fill")
+        _h(x)[...] = value
+
+    def axpy(self, alpha, x, y):
+        self._count("axpy")
+        _h(y)[...] += np.float32(alpha) * _h(x)
+
+    def gemm(self, a, b, trans_a, trans_b, alpha, beta, c):
+        self._count("gemm")
+        A = _h(a).T if trans_a else _h(a)
+        B = _h(b).T if trans_b else _h(b)
+        out = np.float32(alpha) * (A @ B)
+        if c is None:
+            return _d(out)
+        _h(c)[...] = out + np.float32(beta) * _h(c)
+        return c
+
+    def softmax(self, x):
+        self._count("softmax")
+        return _d(_C.softmax(_h(x)))
+
+    def log_softmax(self, x):
+        self._count("log_softmax")
+        return _d(_C.log_softmax(_h(x)))
+
+    def softmax_backward(self, y, dy):
+        self._count("softmax_backward")
+        return _d(_C.softmax_backward(_h(y), _h(dy)))
+
+    def log_softmax_backward(self, y, dy):
+        self._count("log_softmax_backward")
+        return _d(_C.log_softmax_backward(_h(y), _h(dy)))
+
+    def cross_entropy(self, logits, labels):
+        self._count("cross_entropy")
+        assert isinstance(labels, np.ndarray) and labels.dtype == np.int64
+        loss, prob = _C.cross_entropy(_h(logits), labels)
+        return loss, _d(prob)
+
+    def cross_entropy_backward(self, prob, labels, scale):
+        self._count("cross_entropy_backward")
+        return _d(_C.cross_entropy_backward(_h(prob), labels, scale))
+
+    def dropout(self, x, rate, key):
+        self._count("dropout")
+        return _d(_C.dropout(_h(x), rate, key))
