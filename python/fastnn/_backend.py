@@ -142,11 +142,16 @@ class CPU:
 
     @staticmethod
     def cross_entropy(x, labels):
-        """(mean loss as a 0-d array, softmax probabilities)."""
+        """(mean loss as a 0-d array, softmax probabilities); labels out of
+        range are a ValueError (the kernel checks them)."""
         if x.dtype == _f32:
             loss, prob = _C.cross_entropy(_contig(x), labels)
             return np.array(loss, _f32), prob
-        n = x.shape[0]
+        n, c = x.shape
+        bad = labels[(labels < 0) | (labels >= c)]
+        if bad.size:
+            raise ValueError(f"cross_entropy: argument 'labels' must hold class indices in "
+                             f"[0, {c}), got {bad[0]}")
         logp = _log_softmax_ref(x)
         loss = -logp[np.arange(n), labels].mean() if n else np.nan
         return np.asarray(loss, x.dtype), np.exp(logp)

@@ -10,6 +10,8 @@ Python's recursion limit, and frees each node after it has run.
 """
 from . import _backend
 
+_wrap = None  # tensor._wrap, set by tensor.py (which imports this module)
+
 
 class _GradMode:
     enabled = True
@@ -161,7 +163,6 @@ def _accumulate(leaf, g, adopted):
         if id(g) in adopted or not xp.is_owned(g):
             g = xp.owned_copy(g)
         adopted.add(id(g))
-        from .tensor import _wrap
         leaf.grad = _wrap(g)
     else:
         current._data = xp.add(current._data, g)
