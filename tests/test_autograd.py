@@ -351,3 +351,16 @@ def test_training_is_deterministic():
                 w -= 0.1 * w.grad
         runs.append(w.numpy().copy())
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+# ---------------------------------------------------------------- denormals
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kernels_flush_denormals_but_leave_the_caller_mode(threads):
+    n = 100_000  # split over the threads
+    tiny = np.full(n, 1e-40, np.float32)  # a denormal input reads as 0
+    with num_threads(threads):
+        np.testing.assert_array_equal(fastnn._C.relu(tiny), 0.0)
+        # sigmoid(-88) is about 6e-39, a denormal result: flushed to 0
+        np.testing.assert_array_equal(fastnn._C.sigmoid(np.full(n, -88.0, np.float32)), 0.0)
+    # the Python thread still computes denormals after the kernels ran
+    assert np.float32(1e-38) * np.float32(0.01) != 0

@@ -17,19 +17,28 @@ def _contig(a):
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
+def _sigmoid_ref(d):
+    e = np.exp(-np.abs(d))  # never overflows; exact relative precision on both sides
+    return np.where(d >= 0, 1 / (1 + e), e / (1 + e))
+
+
 def _softmax_ref(m):
+    if m.shape[-1] == 0:
+        return m.copy()
     e = np.exp(m - m.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 
 
 def _log_softmax_ref(m):
+    if m.shape[-1] == 0:
+        return m.copy()
     s = m - m.max(axis=-1, keepdims=True)
     return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
 
 
 _UNARY_REF = {
     "relu": (lambda d: np.maximum(d, 0), lambda y, g: g * (y > 0)),
-    "sigmoid": (lambda d: 0.5 * (1 + np.tanh(0.5 * d)), lambda y, g: g * y * (1 - y)),
+    "sigmoid": (lambda d: _sigmoid_ref(d), lambda y, g: g * y * (1 - y)),
     "tanh": (np.tanh, lambda y, g: g * (1 - y * y)),
 }
 _ROWS_REF = {
@@ -169,7 +178,8 @@ class CPU:
         """x times the mask of (key, index), scaled by 1 / (1 - rate)."""
         if x.dtype == _f32:
             return _C.dropout(_contig(x), rate, key)
-        return x * _C.dropout(np.ones(x.shape, _f32), rate, key).astype(x.dtype)
+        keep = _C.dropout(np.ones(x.shape, _f32), rate, key) != 0
+        return x * keep / (1.0 - rate)
 
     @staticmethod
     def scalar(value, like):
@@ -323,5 +333,6 @@ class GPU:
 
 
 def of(a):
-    """The namespace for array a."""
-    return CPU if type(a) is _ndarray else GPU
+    """The namespace for array a (a NumPy scalar, which ufuncs return for 0-d
+    inputs, counts as a CPU array)."""
+    return CPU if type(a) is _ndarray or isinstance(a, np.generic) else GPU

@@ -220,10 +220,18 @@ def pow(a, b):
     def backward(g):
         ga = gb = None
         if ta is not None and ta._rg:
+            # d/da a**b = b a**(b-1), taken as 0 where b == 0 (a**(-1) is inf at a == 0)
             if _is_scalar(db):
-                ga = xp.mul(g, xp.mul(da, 2.0) if db == 2 else xp.mul(xp.pow(da, db - 1), db))
+                if db == 0:
+                    ga = xp.mul(g, 0.0)
+                else:
+                    ga = xp.mul(g, xp.mul(da, 2.0) if db == 2 else xp.mul(xp.pow(da, db - 1), db))
             else:
-                ga = _unbroadcast(xp.mul(g, xp.mul(db, xp.pow(da, xp.sub(db, 1.0)))), sa, xp)
+                with np.errstate(invalid="ignore", divide="ignore"):  # masked below
+                    ga = xp.mul(g, xp.mul(db, xp.pow(da, xp.sub(db, 1.0))))
+                if xp is CPU:
+                    ga = np.where(np.asarray(db) == 0, 0, ga).astype(ga.dtype, copy=False)
+                ga = _unbroadcast(ga, sa, xp)
         if tb is not None and tb._rg:
             if xp is not CPU:
                 raise NotImplementedError(
@@ -303,11 +311,9 @@ def matmul(a, b):
             return _pair(ta, tb, ga, gb)
         a2 = da if da.ndim > 1 else da[None, :]
         b2 = db if db.ndim > 1 else db[:, None]
-        g2 = g
-        if da.ndim == 1:
-            g2 = np.expand_dims(g2, -2)
-        if db.ndim == 1:
-            g2 = np.expand_dims(g2, -1)
+        # g with the axes that numpy.matmul dropped for 1-D operands put back
+        batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+        g2 = np.reshape(g, batch + (a2.shape[-2], b2.shape[-1]))
         if need_a:
             ga = _unbroadcast(np.matmul(g2, np.swapaxes(b2, -1, -2)), a2.shape).reshape(da.shape)
         if need_b:
@@ -336,7 +342,8 @@ def linear(x, w, b=None):
         raise ValueError(f"linear: argument 'b' must have shape ({n_out},), got "
                          f"{tuple(b._data.shape)}")
     x_shape = tuple(dx.shape)
-    x2 = xp.reshape(dx, (-1, x_shape[-1])) if dx.ndim != 2 else dx
+    rows = int(np.prod(x_shape[:-1], dtype=np.int64))  # not -1: in may be 0
+    x2 = xp.reshape(dx, (rows, x_shape[-1])) if dx.ndim != 2 else dx
     out = xp.linear(x2, dw, None if b is None else b._data)
     if dx.ndim != 2:
         out = xp.reshape(out, x_shape[:-1] + (n_out,))
@@ -345,7 +352,7 @@ def linear(x, w, b=None):
     inputs = (x, w) if b is None else (x, w, b)
 
     def backward(g):
-        g2 = xp.reshape(g, (-1, n_out)) if g.ndim != 2 else g
+        g2 = xp.reshape(g, (rows, n_out)) if g.ndim != 2 else g
         gx = xp.reshape(xp.gemm(g2, dw, False, True), x_shape) if x._rg else None
         gw = xp.gemm(x2, g2, True, False) if w._rg else None
         if b is None:

@@ -13,7 +13,10 @@ _new = object.__new__
 
 
 def _wrap(data, requires_grad=False, node=None, index=0):
-    """A Tensor around ``data`` without checks or copies (internal)."""
+    """A Tensor around ``data`` without checks or copies (internal). A NumPy
+    scalar (what ufuncs return for 0-d inputs) becomes a 0-d array."""
+    if isinstance(data, np.generic):
+        data = np.asarray(data)
     t = _new(Tensor)
     t._data = data
     t._rg = requires_grad

@@ -1,0 +1,168 @@
+"""References for the autograd ops that run C++ kernels or have formulas
+worth checking, in float64.
+
+Each op has ``<op>_forward(inputs...) -> out`` and
+``<op>_backward(dout, inputs...) -> grads``: the gradients as a tuple with
+one array per differentiable input, in the order of the inputs. A backward
+recomputes what it needs from the inputs. Written to be obviously right,
+not fast; nothing here imports fastnn.
+"""
+import numpy as np
+
+
+def _f64(x):
+    return np.asarray(x, dtype=np.float64)
+
+
+# ---------------------------------------------------------------- activations
+def relu_forward(x):
+    x = _f64(x)
+    return np.where(x > 0, x, 0.0)
+
+
+def relu_backward(dout, x):
+    """The gradient passes where x > 0; at x == 0 it is 0."""
+    return (np.where(_f64(x) > 0, _f64(dout), 0.0),)
+
+
+def sigmoid_forward(x):
+    """1 / (1 + e^-x), in a form where nothing overflows."""
+    x = _f64(x)
+    z = np.exp(-np.abs(x))  # in (0, 1]
+    return np.where(x >= 0, 1.0 / (1.0 + z), z / (1.0 + z))
+
+
+def sigmoid_backward(dout, x):
+    """sigmoid'(x) = sigmoid(x) * (1 - sigmoid(x)) = sigmoid(x) * sigmoid(-x);
+    the second form keeps its relative precision for large |x|."""
+    x = _f64(x)
+    return (_f64(dout) * sigmoid_forward(x) * sigmoid_forward(-x),)
+
+
+def tanh_forward(x):
+    return np.tanh(_f64(x))
+
+
+def tanh_backward(dout, x):
+    """tanh'(x) = 1 / cosh(x)^2 (which, unlike 1 - tanh^2, keeps its relative
+    precision for large |x|; cosh overflowing to inf gives the right 0)."""
+    with np.errstate(over="ignore"):
+        return (_f64(dout) / np.cosh(_f64(x)) ** 2,)
+
+
+# ---------------------------------------------------------------- softmax family
+def softmax_forward(x, axis=-1):
+    """exp(x) / sum(exp(x)) along axis, shifted by the maximum so nothing overflows."""
+    x = _f64(x)
+    if x.size == 0:
+        return x.copy()
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def softmax_backward(dout, x, axis=-1):
+    """dx = y * (dout - sum(dout * y)) along axis, y = softmax(x)."""
+    y = softmax_forward(x, axis)
+    dout = _f64(dout)
+    return (y * (dout - (dout * y).sum(axis=axis, keepdims=True)),)
+
+
+def log_softmax_forward(x, axis=-1):
+    """(x - max) - log(sum(exp(x - max))) along axis."""
+    x = _f64(x)
+    if x.size == 0:
+        return x.copy()
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def log_softmax_backward(dout, x, axis=-1):
+    """dx = dout - softmax(x) * sum(dout) along axis."""
+    dout = _f64(dout)
+    return (dout - softmax_forward(x, axis) * dout.sum(axis=axis, keepdims=True),)
+
+
+# ---------------------------------------------------------------- losses
+def cross_entropy_forward(logits, labels):
+    """Mean over the rows of -log softmax(row)[label]: logits (N, C), labels (N,)."""
+    logits = _f64(logits)
+    rows = np.arange(logits.shape[0])
+    return np.mean(-log_softmax_forward(logits, axis=1)[rows, labels])
+
+
+def cross_entropy_backward(dout, logits, labels):
+    """dlogits = dout * (softmax(logits) - onehot(labels)) / N."""
+    logits = _f64(logits)
+    n = logits.shape[0]
+    grad = softmax_forward(logits, axis=1)
+    grad[np.arange(n), labels] -= 1.0
+    return (_f64(dout) * grad / n,)
+
+
+def mse_loss_forward(y, t):
+    """Mean over all elements of (y - t)^2."""
+    return np.mean((_f64(y) - _f64(t)) ** 2)
+
+
+def mse_loss_backward(dout, y, t):
+    """dy = 2 dout (y - t) / n, dt = -dy."""
+    diff = _f64(y) - _f64(t)
+    dy = 2.0 * _f64(dout) * diff / diff.size
+    return dy, -dy
+
+
+# ---------------------------------------------------------------- linear
+def linear_forward(x, w, b=None):
+    """x @ w + b: x (..., in), w (in, out), b (out,) -> (..., out)."""
+    out = _f64(x) @ _f64(w)
+    return out if b is None else out + _f64(b)
+
+
+def linear_backward(dout, x, w, b=None):
+    """(dx, dw) or (dx, dw, db): dx = dout @ w.T, dw = sum over the leading
+    axes of x.T @ dout, db = dout summed over the leading axes."""
+    x, w, dout = _f64(x), _f64(w), _f64(dout)
+    n_in, n_out = w.shape
+    x2 = x.reshape(int(np.prod(x.shape[:-1])), n_in)
+    dout2 = dout.reshape(x2.shape[0], n_out)
+    dx = (dout2 @ w.T).reshape(x.shape)
+    dw = x2.T @ dout2
+    if b is None:
+        return dx, dw
+    return dx, dw, dout2.sum(axis=0)
+
+
+# ---------------------------------------------------------------- max
+def _axes(axis, ndim):
+    if axis is None:
+        return tuple(range(ndim))
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    return tuple(sorted(a % ndim for a in axes))
+
+
+def max_forward(x, axis=None, keepdims=False):
+    return np.max(_f64(x), axis=axis, keepdims=keepdims)
+
+
+def max_backward(dout, x, axis=None, keepdims=False):
+    """The gradient of each maximum goes to the elements equal to it, split
+    equally among them (a tie of k elements gives each dout / k)."""
+    x = _f64(x)
+    axes = _axes(axis, x.ndim)
+    dout = _f64(dout)
+    if not keepdims:
+        dout = np.expand_dims(dout, axes)
+    winners = x == x.max(axis=axes, keepdims=True)
+    count = winners.sum(axis=axes, keepdims=True)
+    return (np.where(winners, dout / count, 0.0),)
+
+
+# ---------------------------------------------------------------- dropout
+def dropout_forward(x, keep, rate):
+    """x where keep (a boolean mask) is set, scaled by 1 / (1 - rate); 0 elsewhere."""
+    return np.where(keep, _f64(x) / (1.0 - rate), 0.0)
+
+
+def dropout_backward(dout, keep, rate):
+    """The same mask and scale applied to dout."""
+    return (np.where(keep, _f64(dout) / (1.0 - rate), 0.0),)
