@@ -9,6 +9,7 @@
 #include "cpu/isa/pointwise_kernels.h"
 #include "fastnn/check.h"
 #include "fastnn/parallel.h"
+#include "fastnn/pointwise_math.h"
 #include "fastnn/runtime.h"
 
 namespace fastnn {
@@ -124,14 +125,18 @@ void cross_entropy_backward(int64_t rows, int64_t cols, const float* prob, const
 }
 
 void dropout(int64_t n, const float* x, float* y, float rate, uint64_t key) {
-  FASTNN_CHECK(rate >= 0.0f && rate < 1.0f,
-               "dropout: argument 'rate' must be in [0, 1), got ", rate);
-  // keep when a uniform 32-bit draw is >= rate * 2^32
-  const double t = std::min(double(rate) * 4294967296.0, 4294967295.0);
-  const uint32_t threshold = uint32_t(t);
-  const float scale = 1.0f / (1.0f - rate);
+  FASTNN_CHECK(rate >= 0.0f && rate < 1.0f, "dropout: argument 'rate' must be in [0, 1), got ",
+               rate);
+  const uint32_t threshold = pointwise_math::dropout_threshold(rate);
+  const float scale = pointwise_math::dropout_scale(rate);
   const auto k = kernels().dropout;
-  split(n, [&](int64_t b, int64_t e) { k(b, e, x, y, threshold, scale, key); });
+  // split in aligned blocks: see PointwiseKernels::dropout
+  const int64_t blocks = (n + kDropoutAlign - 1) / kDropoutAlign;
+  split(blocks * kDropoutAlign, [&](int64_t b, int64_t e) {
+    const int64_t begin = b / kDropoutAlign * kDropoutAlign;
+    const int64_t end = std::min(n, e / kDropoutAlign * kDropoutAlign);
+    if (begin < end) k(begin, end, x, y, threshold, scale, key);
+  });
 }
 
 void axpy(int64_t n, float alpha, const float* x, float* y) {

@@ -16,6 +16,7 @@
 
 #include "cuda/device_buffer.h"
 #include "cuda/gemm.h"
+#include "cuda/pointwise.h"
 #include "fastnn/check.h"
 
 namespace py = pybind11;
@@ -178,6 +179,249 @@ py::object gemm(const py::object& a_obj, const py::object& b_obj, bool trans_a, 
   return result;
 }
 
+// ---------------------------------------------------------------- pointwise
+
+namespace cu = fastnn::cuda;
+
+// A DeviceArray argument; TypeError naming it otherwise.
+const DeviceBuffer& device_arg(const py::handle& obj, const char* fn, const char* name) {
+  if (!py::isinstance<DeviceBuffer>(obj))
+    throw py::type_error(
+        str_cat(fn, ": argument '", name, "' must be a DeviceArray, got ", type_name(obj)));
+  return obj.cast<const DeviceBuffer&>();
+}
+
+DeviceBuffer& mutable_device_arg(const py::handle& obj, const char* fn, const char* name) {
+  device_arg(obj, fn, name);
+  return obj.cast<DeviceBuffer&>();
+}
+
+// A sequence of integers (anything operator.index accepts), e.g. axes.
+std::vector<int64_t> to_int_list(const py::handle& obj, const char* fn, const char* name) {
+  if (py::isinstance<py::str>(obj) || py::isinstance<py::bytes>(obj) ||
+      !py::isinstance<py::sequence>(obj))
+    throw py::type_error(str_cat(fn, ": argument '", name, "' must be a sequence of ints, got ",
+                                 type_name(obj)));
+  std::vector<int64_t> out;
+  for (const py::handle item : py::reinterpret_borrow<py::sequence>(obj)) {
+    if (!PyIndex_Check(item.ptr()))
+      throw py::type_error(
+          str_cat(fn, ": argument '", name, "' must hold ints, got ", type_name(item)));
+    const auto index = py::reinterpret_steal<py::object>(PyNumber_Index(item.ptr()));
+    if (!index) throw py::error_already_set();
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+    if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+    FASTNN_CHECK(overflow == 0, fn, ": argument '", name, "' holds ",
+                 std::string(py::str(index)), ", out of range");
+    out.push_back(int64_t(v));
+  }
+  return out;
+}
+
+// Host int64 class indices, (N,); the values are checked by the kernels' driver.
+py::array labels_arg(const py::handle& obj, const char* fn) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(str_cat(fn, ": argument 'labels' must be a NumPy int64 array on the "
+                                 "host, got ", type_name(obj)));
+  const auto labels = py::reinterpret_borrow<py::array>(obj);
+  const py::dtype dt = labels.dtype();
+  const bool little = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
+  const bool native = dt.byteorder() == '=' || dt.byteorder() == (little ? '<' : '>');
+  if (!(dt.kind() == 'i' && dt.itemsize() == 8 && native))
+    throw py::type_error(str_cat(fn, ": argument 'labels' must be int64, got ",
+                                 std::string(py::str(dt))));
+  FASTNN_CHECK(labels.ndim() == 1, fn, ": argument 'labels' must be 1-D, got ", labels.ndim(),
+               " dimensions");
+  FASTNN_CHECK((labels.flags() & py::array::c_style) != 0 &&
+                   (labels.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0,
+               fn, ": argument 'labels' must be C-contiguous and aligned");
+  return labels;
+}
+
+void bind_pointwise(py::module_& m) {
+  m.def(
+      "unary",
+      [](const std::string& op, const py::object& x_obj) {
+        const cu::UnaryOp o = cu::unary_op(op);
+        const DeviceBuffer& x = device_arg(x_obj, "unary", "x");
+        py::gil_scoped_release release;
+        return cu::unary(o, x);
+      },
+      py::arg("op"), py::arg("x"),
+      "y = op(x) for op in neg, exp, log, sqrt, relu, sigmoid, tanh, abs");
+  m.def(
+      "unary_backward",
+      [](const std::string& op, const py::object& y_obj, const py::object& dy_obj) {
+        const char* fn = "unary_backward";
+        const cu::UnaryOp o = cu::unary_backward_op(op);
+        const DeviceBuffer& y = device_arg(y_obj, fn, "y");
+        const DeviceBuffer& dy = device_arg(dy_obj, fn, "dy");
+        py::gil_scoped_release release;
+        return cu::unary_backward(o, y, dy);
+      },
+      py::arg("op"), py::arg("y"), py::arg("dy"),
+      "dx through the forward output y, for op in relu, sigmoid, tanh, exp, sqrt");
+  m.def(
+      "binary",
+      [](const std::string& op, const py::object& a_obj, const py::object& b_obj) {
+        const cu::BinaryOp o = cu::binary_op(op);
+        const DeviceBuffer& a = device_arg(a_obj, "binary", "a");
+        const DeviceBuffer& b = device_arg(b_obj, "binary", "b");
+        py::gil_scoped_release release;
+        return cu::binary(o, a, b);
+      },
+      py::arg("op"), py::arg("a"), py::arg("b"),
+      "a op b with NumPy broadcasting, op in add, sub, mul, div, pow, maximum, minimum, eq, gt, "
+      "ge, lt, le (comparisons give 1.0 / 0.0)");
+  m.def(
+      "scalar",
+      [](const std::string& op, const py::object& x_obj, float s) {
+        const cu::ScalarOp o = cu::scalar_op(op);
+        const DeviceBuffer& x = device_arg(x_obj, "scalar", "x");
+        py::gil_scoped_release release;
+        return cu::scalar(o, x, s);
+      },
+      py::arg("op"), py::arg("x"), py::arg("s"),
+      "x op s for op in add, sub, mul, div, pow, maximum, minimum; rsub, rdiv, rpow give s op x");
+  m.def(
+      "sum",
+      [](const py::object& x_obj, const py::object& axes_obj, bool keepdims) {
+        const DeviceBuffer& x = device_arg(x_obj, "sum", "x");
+        const std::vector<int64_t> axes = to_int_list(axes_obj, "sum", "axes");
+        py::gil_scoped_release release;
+        return cu::reduce_sum(x, axes, keepdims);
+      },
+      py::arg("x"), py::arg("axes"), py::arg("keepdims"),
+      "Sum over axes (sorted, distinct, non-negative; none: a copy), deterministic");
+  m.def(
+      "max",
+      [](const py::object& x_obj, const py::object& axes_obj, bool keepdims) {
+        const DeviceBuffer& x = device_arg(x_obj, "max", "x");
+        const std::vector<int64_t> axes = to_int_list(axes_obj, "max", "axes");
+        py::gil_scoped_release release;
+        return cu::reduce_max(x, axes, keepdims);
+      },
+      py::arg("x"), py::arg("axes"), py::arg("keepdims"),
+      "Maximum over axes (sorted, distinct, non-negative; none: a copy); NaN propagates");
+  m.def(
+      "broadcast_to",
+      [](const py::object& x_obj, const py::object& shape_obj) {
+        const DeviceBuffer& x = device_arg(x_obj, "broadcast_to", "x");
+        std::vector<int64_t> shape = to_shape(shape_obj, "broadcast_to");
+        py::gil_scoped_release release;
+        return cu::broadcast_to(x, shape);
+      },
+      py::arg("x"), py::arg("shape"), "x broadcast to shape, as a new array");
+  m.def(
+      "permute",
+      [](const py::object& x_obj, const py::object& axes_obj) {
+        const DeviceBuffer& x = device_arg(x_obj, "permute", "x");
+        const std::vector<int64_t> axes = to_int_list(axes_obj, "permute", "axes");
+        py::gil_scoped_release release;
+        return cu::permute(x, axes);
+      },
+      py::arg("x"), py::arg("axes"), "x.transpose(axes), as a new array");
+  m.def(
+      "copy",
+      [](const py::object& x_obj) {
+        const DeviceBuffer& x = device_arg(x_obj, "copy", "x");
+        py::gil_scoped_release release;
+        return cu::copy(x);
+      },
+      py::arg("x"), "A copy of x on its device");
+  m.def(
+      "reshape",
+      [](const py::object& x_obj, const py::object& shape_obj) {
+        const DeviceBuffer& x = device_arg(x_obj, "reshape", "x");
+        std::vector<int64_t> shape = to_shape(shape_obj, "reshape");
+        py::gil_scoped_release release;
+        return cu::reshape(x, shape);
+      },
+      py::arg("x"), py::arg("shape"), "x's values as a new array of another shape (no -1)");
+  m.def(
+      "fill",
+      [](const py::object& x_obj, float value) {
+        DeviceBuffer& x = mutable_device_arg(x_obj, "fill", "x");
+        py::gil_scoped_release release;
+        cu::fill(x, value);
+      },
+      py::arg("x"), py::arg("value"), "Sets every element of x to value, in place");
+  m.def(
+      "axpy",
+      [](float alpha, const py::object& x_obj, const py::object& y_obj) {
+        const DeviceBuffer& x = device_arg(x_obj, "axpy", "x");
+        DeviceBuffer& y = mutable_device_arg(y_obj, "axpy", "y");
+        py::gil_scoped_release release;
+        cu::axpy(alpha, x, y);
+      },
+      py::arg("alpha"), py::arg("x"), py::arg("y"), "y += alpha * x, in place");
+
+  using RowsFn = DeviceBuffer (*)(const DeviceBuffer&);
+  using RowsBackwardFn = DeviceBuffer (*)(const DeviceBuffer&, const DeviceBuffer&);
+  const auto bind_rows = [&m](const char* name, RowsFn fwd, const char* bwd_name,
+                              RowsBackwardFn bwd) {
+    m.def(
+        name,
+        [name, fwd](const py::object& x_obj) {
+          const DeviceBuffer& x = device_arg(x_obj, name, "x");
+          py::gil_scoped_release release;
+          return fwd(x);
+        },
+        py::arg("x"), "Over the last axis, the row maximum subtracted first");
+    m.def(
+        bwd_name,
+        [bwd_name, bwd](const py::object& y_obj, const py::object& dy_obj) {
+          const DeviceBuffer& y = device_arg(y_obj, bwd_name, "y");
+          const DeviceBuffer& dy = device_arg(dy_obj, bwd_name, "dy");
+          py::gil_scoped_release release;
+          return bwd(y, dy);
+        },
+        py::arg("y"), py::arg("dy"), "dx through the forward output y");
+  };
+  bind_rows("softmax", &cu::softmax, "softmax_backward", &cu::softmax_backward);
+  bind_rows("log_softmax", &cu::log_softmax, "log_softmax_backward", &cu::log_softmax_backward);
+
+  m.def(
+      "cross_entropy",
+      [](const py::object& logits_obj, const py::object& labels_obj) {
+        const char* fn = "cross_entropy";
+        const DeviceBuffer& logits = device_arg(logits_obj, fn, "logits");
+        const py::array labels = labels_arg(labels_obj, fn);
+        const auto* lp = static_cast<const int64_t*>(labels.data());
+        const int64_t n = labels.shape(0);
+        cu::CrossEntropyResult r;
+        {
+          py::gil_scoped_release release;
+          r = cu::cross_entropy(logits, lp, n);
+        }
+        return py::make_tuple(r.loss, py::cast(std::move(r.prob)));
+      },
+      py::arg("logits"), py::arg("labels"),
+      "(mean loss, softmax probabilities) of (N, C) logits and N host int64 labels");
+  m.def(
+      "cross_entropy_backward",
+      [](const py::object& prob_obj, const py::object& labels_obj, float scale) {
+        const char* fn = "cross_entropy_backward";
+        const DeviceBuffer& prob = device_arg(prob_obj, fn, "prob");
+        const py::array labels = labels_arg(labels_obj, fn);
+        const auto* lp = static_cast<const int64_t*>(labels.data());
+        const int64_t n = labels.shape(0);
+        py::gil_scoped_release release;
+        return cu::cross_entropy_backward(prob, lp, n, scale);
+      },
+      py::arg("prob"), py::arg("labels"), py::arg("scale"), "scale * (prob - onehot(labels))");
+  m.def(
+      "dropout",
+      [](const py::object& x_obj, float rate, uint64_t key) {
+        const DeviceBuffer& x = device_arg(x_obj, "dropout", "x");
+        py::gil_scoped_release release;
+        return cu::dropout(x, rate, key);
+      },
+      py::arg("x"), py::arg("rate"), py::arg("key"),
+      "x * mask / (1 - rate), the mask the CPU's (fastnn._C.dropout) for the same key");
+}
+
 py::dict device_info(int device) {
   const fastnn::cuda::DeviceInfo info = fastnn::cuda::device_info(device);
   py::dict d;
@@ -239,4 +483,5 @@ PYBIND11_MODULE(_C_cuda, m) {
         "Makes `device` the calling thread's current device");
   m.def("device_info", &device_info, py::arg("device") = 0,
         "name, compute_capability, multiprocessors and total_memory of a GPU");
+  bind_pointwise(m);
 }

@@ -204,6 +204,22 @@ def _cc():
     return _cuda._C_cuda
 
 
+def _resolve_shape(old, new):
+    """new with its -1 (at most one) worked out, as NumPy's reshape does."""
+    size = int(np.prod(old, dtype=np.int64))
+    known = int(np.prod([d for d in new if d != -1], dtype=np.int64))
+    unknown = [i for i, d in enumerate(new) if d == -1]
+    if len(unknown) > 1 or any(d < -1 for d in new):
+        raise ValueError(f"cannot reshape an array of shape {old} into shape {new}")
+    if unknown:
+        if known == 0 or size % known:
+            raise ValueError(f"cannot reshape an array of shape {old} into shape {new}")
+        new = new[:unknown[0]] + (size // known,) + new[unknown[0] + 1:]
+    if int(np.prod(new, dtype=np.int64)) != size:
+        raise ValueError(f"cannot reshape an array of shape {old} into shape {new}")
+    return new
+
+
 def _gpu_binary(op, rop):
     def f(a, b):
         if isinstance(a, (int, float)):
@@ -250,7 +266,7 @@ class GPU:
 
     @staticmethod
     def reshape(a, shape):
-        return _cc().reshape(a, tuple(shape))
+        return _cc().reshape(a, _resolve_shape(tuple(a.shape), tuple(shape)))
 
     @staticmethod
     def permute(a, axes):

@@ -7,6 +7,10 @@
 
 namespace fastnn {
 
+// Dropout ranges start at multiples of this (a multiple of every vector
+// length and a divisor of 2^32).
+constexpr int64_t kDropoutAlign = 64;
+
 struct PointwiseKernels {
   // y = f(x) over n elements
   using Unary = void (*)(int64_t n, const float* x, float* y);
@@ -26,7 +30,8 @@ struct PointwiseKernels {
                         float* prob, double* loss);
   void (*cross_entropy_backward)(int64_t rows, int64_t cols, const float* prob,
                                  const int64_t* labels, float scale, float* dx);
-  // elements [begin, end) of the whole array: y[i] = x[i] * keep(key, i) * scale
+  // elements [begin, end) of the whole array: y[i] = x[i] * keep(key, i) * scale;
+  // begin a multiple of kDropoutAlign
   void (*dropout)(int64_t begin, int64_t end, const float* x, float* y, uint32_t threshold,
                   float scale, uint64_t key);
   void (*axpy)(int64_t n, float alpha, const float* x, float* y);
