@@ -98,8 +98,10 @@ assert c.is_available(), 'the CUDA build sees no GPU: ' + c._C_cuda.init_error()
   exit 1
 fi
 
-step test_cuda 120 test_cuda.txt \
-  $PY -m pytest -q -p no:cacheprovider -rs "$REPO/tests/test_cuda_gemm.py"
+CUDA_TESTS="$REPO/tests/test_cuda_gemm.py $REPO/tests/test_cuda_ops.py $REPO/tests/test_autograd_devices.py"
+# shellcheck disable=SC2086
+step test_cuda 150 test_cuda.txt \
+  $PY -m pytest -q -p no:cacheprovider -rs $CUDA_TESTS
 
 step bench 100 bench.txt \
   $PY "$REPO/bench/gpu_gemm.py" --layers --json "$OUT/bench.json"
@@ -115,10 +117,13 @@ if command -v compute-sanitizer >/dev/null; then
   step memcheck 60 test_cuda.txt compute-sanitizer --tool memcheck --error-exitcode 9 \
     $PY -m pytest -q -p no:cacheprovider "$REPO/tests/test_cuda_gemm.py" \
     -k "matches_float64 and not 2048 and not 16384 and not 4096 and not 1031 or beta_zero or c_may_be"
+  step memcheck_ops 60 test_cuda.txt compute-sanitizer --tool memcheck --error-exitcode 9 \
+    $PY -m pytest -q -p no:cacheprovider "$REPO/tests/test_autograd_devices.py" -k "cuda and not fake"
 fi
 
 step test_cpu 60 test_cpu.txt \
-  $PY -m pytest -q -x -p no:cacheprovider "$REPO/tests" --ignore="$REPO/tests/test_cuda_gemm.py"
+  $PY -m pytest -q -x -p no:cacheprovider "$REPO/tests" --ignore="$REPO/tests/test_cuda_gemm.py" \
+  --ignore="$REPO/tests/test_cuda_ops.py" --ignore="$REPO/tests/test_autograd_devices.py"
 
 log "done, status $status"
 exit $status
