@@ -534,6 +534,23 @@ DeviceBuffer reduce(const DeviceBuffer& x, const std::vector<int64_t>& axes, boo
 
 // ------------------------------------------------------------ rows
 
+// One row of a block-per-row kernel: writes e[j] = exp(x[j] - max) (each
+// thread its own columns) and returns {max, sum of e} to every thread. All
+// threads of the block must call it (it synchronises).
+__device__ float2 row_exp(int64_t cols, const float* __restrict__ x, float* __restrict__ e,
+                          float* s) {
+  float m = MaxOp::identity();
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) m = MaxOp::combine(m, x[j]);
+  m = block_reduce<MaxOp>(m, s);
+  float sum = 0.0f;
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+    const float v = expf(x[j] - m);
+    e[j] = v;
+    sum += v;
+  }
+  return make_float2(m, block_reduce<SumOp>(sum, s));
+}
+
 // x, y: (rows, cols), a block per row; blockDim.x a power of two <=
 // kMaxRowThreads. y = softmax(x) or log_softmax(x), the row maximum
 // subtracted first.
@@ -543,23 +560,14 @@ __global__ void softmax_rows(bool take_log, int64_t rows, int64_t cols, const fl
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* xr = x + r * cols;
     float* yr = y + r * cols;
-    float m = MaxOp::identity();
-    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) m = MaxOp::combine(m, xr[j]);
-    m = block_reduce<MaxOp>(m, s);
-    float sum = 0.0f;
-    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
-      const float e = expf(xr[j] - m);
-      if (!take_log) yr[j] = e;
-      sum += e;
-    }
-    sum = block_reduce<SumOp>(sum, s);
+    const float2 ms = row_exp(cols, xr, yr, s);
     if (take_log) {
       // (x - max) - log(sum), not x - (max + log(sum)): max + log(sum) loses
       // log(sum) entirely where the logits are huge
-      const float log_sum = logf(sum);
-      for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) yr[j] = (xr[j] - m) - log_sum;
+      const float log_sum = logf(ms.y);
+      for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) yr[j] = (xr[j] - ms.x) - log_sum;
     } else {
-      const float inv = 1.0f / sum;  // each thread rescales what it wrote
+      const float inv = 1.0f / ms.y;  // each thread rescales what it wrote
       for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) yr[j] *= inv;
     }
   }
@@ -593,19 +601,10 @@ __global__ void cross_entropy_rows(int64_t rows, int64_t cols, const float* __re
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* xr = x + r * cols;
     float* pr = prob + r * cols;
-    float m = MaxOp::identity();
-    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) m = MaxOp::combine(m, xr[j]);
-    m = block_reduce<MaxOp>(m, s);
-    float sum = 0.0f;
-    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
-      const float e = expf(xr[j] - m);
-      pr[j] = e;
-      sum += e;
-    }
-    sum = block_reduce<SumOp>(sum, s);
-    const float inv = 1.0f / sum;
+    const float2 ms = row_exp(cols, xr, pr, s);
+    const float inv = 1.0f / ms.y;
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) pr[j] *= inv;
-    if (threadIdx.x == 0) loss[r] = double(m) + double(logf(sum)) - double(xr[labels[r]]);
+    if (threadIdx.x == 0) loss[r] = double(ms.x) + double(logf(ms.y)) - double(xr[labels[r]]);
   }
 }
 

@@ -601,33 +601,6 @@ def _unary_input(x, fn):
     return x, d, xp
 
 
-def exp(x):
-    """e ** x."""
-    x, d, xp = _unary_input(x, "exp")
-    out = xp.exp(d)
-    if not (_GradMode.enabled and x._rg):
-        return _wrap(out)
-    return _record(out, (x,), lambda g: (xp.mul(g, out),), "ExpBackward")
-
-
-def log(x):
-    """Natural logarithm."""
-    x, d, xp = _unary_input(x, "log")
-    out = xp.log(d)
-    if not (_GradMode.enabled and x._rg):
-        return _wrap(out)
-    return _record(out, (x,), lambda g: (xp.div(g, d),), "LogBackward")
-
-
-def sqrt(x):
-    """Square root."""
-    x, d, xp = _unary_input(x, "sqrt")
-    out = xp.sqrt(d)
-    if not (_GradMode.enabled and x._rg):
-        return _wrap(out)
-    return _record(out, (x,), lambda g: (xp.div(xp.mul(g, 0.5), out),), "SqrtBackward")
-
-
 def clip(x, min=None, max=None):
     """x limited to [min, max]; the gradient passes where min <= x <= max."""
     x, d, xp = _unary_input(x, "clip")
@@ -640,22 +613,32 @@ def clip(x, min=None, max=None):
     return _record(out, (x,), lambda g: (xp.mul(g, xp.eq(out, d)),), "ClipBackward")
 
 
-def _activation(name, doc):
-    """An elementwise activation on the kernels; its backward is written in
-    terms of the output."""
+def _elementwise(name, forward, backward, doc):
+    """An elementwise op: forward(xp, x) -> y, backward(xp, g, x, y) -> dx."""
     label = name.capitalize() + "Backward"
 
     def op(x):
         x, d, xp = _unary_input(x, name)
-        out = xp.activation(name, d)
+        out = forward(xp, d)
         if not (_GradMode.enabled and x._rg):
             return _wrap(out)
-        return _record(out, (x,), lambda g: (xp.activation_backward(name, out, g),), label)
+        return _record(out, (x,), lambda g: (backward(xp, g, d, out),), label)
     op.__name__ = name
     op.__doc__ = doc
     return op
 
 
+def _activation(name, doc):
+    """An activation on the kernels, its backward written through the output."""
+    return _elementwise(name, lambda xp, x: xp.activation(name, x),
+                        lambda xp, g, x, y: xp.activation_backward(name, y, g), doc)
+
+
+exp = _elementwise("exp", lambda xp, x: xp.exp(x), lambda xp, g, x, y: xp.mul(g, y), "e ** x.")
+log = _elementwise("log", lambda xp, x: xp.log(x), lambda xp, g, x, y: xp.div(g, x),
+                   "Natural logarithm.")
+sqrt = _elementwise("sqrt", lambda xp, x: xp.sqrt(x),
+                    lambda xp, g, x, y: xp.div(xp.mul(g, 0.5), y), "Square root.")
 relu = _activation("relu", "max(x, 0).")
 sigmoid = _activation("sigmoid", "1 / (1 + exp(-x)).")
 tanh = _activation("tanh", "Hyperbolic tangent.")
