@@ -129,6 +129,17 @@ class FakeCudaModule:
         self._count("copy")
         return _d(_h(x))
 
+    def assign(self, dst, src):
+        self._count("assign")
+        assert dst.shape == src.shape
+        _h(dst)[...] = _h(src)
+
+    def current_device(self):
+        return 0
+
+    def set_device(self, device):
+        assert device == 0
+
     def fill(self, x, value):
         self._count("fill")
         _h(x)[...] = value

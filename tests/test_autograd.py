@@ -359,8 +359,178 @@ def test_kernels_flush_denormals_but_leave_the_caller_mode(threads):
     n = 100_000  # split over the threads
     tiny = np.full(n, 1e-40, np.float32)  # a denormal input reads as 0
     with num_threads(threads):
-        np.testing.assert_array_equal(fastnn._C.relu(tiny), 0.0)
+        np.testing.assert_array_equal(fastnn._C.tanh(tiny), 0.0)  # tanh(x) = x near 0
         # sigmoid(-88) is about 6e-39, a denormal result: flushed to 0
         np.testing.assert_array_equal(fastnn._C.sigmoid(np.full(n, -88.0, np.float32)), 0.0)
     # the Python thread still computes denormals after the kernels ran
     assert np.float32(1e-38) * np.float32(0.01) != 0
+
+
+# ---------------------------------------------------------------- in place and versions
+def test_backward_refuses_inputs_changed_in_place():
+    w = leaf([1.0, 2.0])
+    c = fastnn.tensor([3.0, 4.0], dtype="float64")
+    z = (c * w).sum()
+    c.mul_(10)
+    with pytest.raises(RuntimeError, match="in-place"):
+        z.backward()
+
+
+def test_backward_refuses_outputs_changed_in_place():
+    w = leaf([1.0, 2.0])
+    e = w.exp()
+    s = e.sum()
+    with fastnn.no_grad():
+        e.add_(100.0)
+    with pytest.raises(RuntimeError, match="in-place"):
+        s.backward()
+
+
+def test_backward_refuses_leaf_updated_before_backward():
+    w = leaf([1.0, 2.0])
+    loss = (w * w).sum()
+    with fastnn.no_grad():
+        w.sub_(fastnn.tensor([1.0, 1.0], dtype="float64"))
+    with pytest.raises(RuntimeError, match="in-place"):
+        loss.backward()
+
+
+def test_changing_a_view_counts_for_its_base():
+    x = fastnn.tensor([1.0, 2.0, 3.0, 4.0], dtype="float64")
+    w = leaf([1.0, 2.0])
+    y = (x[1:3] * w).sum()
+    x.mul_(0)  # changes the slice that mul saved
+    with pytest.raises(RuntimeError, match="in-place"):
+        y.backward()
+    v = x.reshape(2, 2)
+    z = (x * w.sum()).sum()
+    v[0, 0] = 5.0
+    with pytest.raises(RuntimeError, match="in-place"):
+        z.backward()
+
+
+def test_cross_entropy_keeps_the_forward_labels():
+    logits = fastnn.tensor(np.zeros((2, 3), np.float32), requires_grad=True)
+    labels = np.array([0, 1])
+    loss = F.cross_entropy(logits, labels)
+    labels[:] = [2, 2]
+    loss.backward()
+    expected = np.full((2, 3), 1 / 3 / 2, np.float32)
+    expected[[0, 1], [0, 1]] -= 0.5
+    np.testing.assert_allclose(logits.grad.numpy(), expected, rtol=1e-6)
+
+
+def test_inplace_ops_write_through_views_and_data():
+    p = fastnn.tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
+    p.data.mul_(0.5)
+    np.testing.assert_array_equal(p.numpy(), [0.5, 1.0])
+    p.detach().copy_(fastnn.tensor([7.0, 8.0]))
+    np.testing.assert_array_equal(p.numpy(), [7.0, 8.0])
+    q = fastnn.tensor(np.zeros(4, np.float32))
+    q.add_(q)  # aliased operands
+    q[1:3] = 5.0
+    np.testing.assert_array_equal(q.numpy(), [0, 5, 5, 0])
+
+
+def test_numpy_conversion_copies_only_when_asked():
+    t = fastnn.tensor(np.zeros(3, np.float32))
+    a = np.array(t)
+    a[0] = 42
+    assert t.numpy()[0] == 0
+    assert np.shares_memory(np.asarray(t), t.numpy())
+
+
+# ---------------------------------------------------------------- what users expect
+def test_relu_keeps_nan():
+    out = F.relu(fastnn.tensor([np.nan, -1.0, 2.0])).numpy()
+    assert np.isnan(out[0]) and out[1] == 0 and out[2] == 2
+
+
+def test_transpose_of_two_axes_swaps_them():
+    a = fastnn.tensor(np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert a.transpose(0, 1).shape == (3, 2)
+    assert a.T.shape == (3, 2)
+    b = fastnn.tensor(np.zeros((2, 3, 4), np.float32))
+    assert b.transpose(0, 1).shape == (3, 2, 4)
+    assert b.transpose((2, 0, 1)).shape == (4, 2, 3)
+
+
+def test_integer_operands_keep_float32():
+    x_int = np.arange(6).reshape(2, 3)
+    w = fastnn.tensor(np.ones((3, 2), np.float32), requires_grad=True)
+    y = F.linear(x_int, w)
+    assert y.dtype == np.float32
+    assert F.mse_loss(y, np.zeros((2, 2), np.int64)).dtype == np.float32
+    z = (y * fastnn.tensor([[1, 2], [3, 4]])).sum()
+    assert z.dtype == np.float32
+    z.backward()
+    assert w.grad.dtype == np.float32
+
+
+def test_comparisons_and_reductions_users_expect():
+    pred = fastnn.tensor([0, 1, 2, 1])
+    assert (pred == np.array([0, 1, 1, 1])).numpy().tolist() == [True, True, False, True]
+    assert (pred != 1).numpy().sum() == 2
+    x = leaf([[3.0, -1.0], [-4.0, 2.0]])
+    assert x.argmax(axis=1).numpy().tolist() == [0, 1]
+    m = x.min()
+    np.testing.assert_equal(m.item(), -4.0)
+    (m + x.abs().sum()).backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[1, -1], [0, 1]])  # sign, plus 1 at the min
+    with pytest.raises(TypeError, match="0-d"):
+        list(fastnn.tensor(3.0))
+    assert [t.item() for t in fastnn.tensor([1.0, 2.0])] == [1.0, 2.0]
+
+
+def test_empty_batch_losses_backward():
+    logits = fastnn.tensor(np.zeros((0, 3), np.float32), requires_grad=True)
+    F.cross_entropy(logits, np.zeros(0, np.int64)).backward()
+    assert logits.grad.shape == (0, 3)
+    y = fastnn.tensor(np.zeros((0, 2), np.float32), requires_grad=True)
+    F.mse_loss(y, np.zeros((0, 2), np.float32)).backward()
+    assert y.grad.shape == (0, 2)
+
+
+def test_error_messages_say_what_is_wrong():
+    with pytest.raises(ValueError, match="(?i)integers to negative"):
+        fastnn.tensor([1, 2]) ** -1
+    with pytest.raises(ValueError, match="'rate'"):
+        F.dropout(fastnn.tensor(np.ones(3, np.float32)), 0.99999999)
+    with pytest.raises(TypeError, match="native byte order"):
+        fastnn._C.cross_entropy(np.zeros((2, 3), np.float32), np.zeros(2, ">i8"))
+
+
+# ---------------------------------------------------------------- grad mode
+def test_grad_mode_is_per_thread():
+    import threading
+    x = leaf([1.0])
+    inside, release = threading.Event(), threading.Event()
+
+    def worker():
+        with fastnn.no_grad():
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    inside.wait(10)
+    try:
+        assert fastnn.is_grad_enabled() and (x * 2).requires_grad
+    finally:
+        release.set()
+        t.join()
+
+
+def test_no_grad_object_reentrant_and_bare_decorator():
+    ctx = fastnn.no_grad()
+    with ctx:
+        with ctx:
+            pass
+        assert not fastnn.is_grad_enabled()
+    assert fastnn.is_grad_enabled()
+
+    @fastnn.no_grad
+    def f(t):
+        return t * 2
+
+    assert not f(leaf([1.0])).requires_grad

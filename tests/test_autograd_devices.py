@@ -33,6 +33,8 @@ CASES = {
     "rdiv_scalar": (lambda a: 3.0 / a, [positive(6)]),
     "pow_2": (lambda a: a ** 2, [rand(3, 3)]),
     "pow_3": (lambda a: a ** 3, [rand(3, 3)]),
+    "pow_tensor_at_zero": (lambda a, b: a ** b, [np.array([0.0, 0.0, 2.0], np.float32),
+                                                 np.array([0.0, 2.0, 3.0], np.float32)]),
     "neg": (lambda a: -a, [rand(2, 5)]),
     "exp": (lambda a: a.exp(), [rand(7)]),
     "log": (lambda a: a.log(), [positive(7)]),
@@ -149,3 +151,21 @@ def test_sgd_update_in_place_on_device(fake_gpu):
         w.add_(w.grad, alpha=-0.5)
     np.testing.assert_allclose(w.numpy(), 1 - 0.5 * np.arange(4))
     assert fake_gpu.calls["axpy"] == 1
+
+
+def test_inplace_ops_on_device_write_into_the_tensor(fake_gpu):
+    p = fastnn.tensor(np.array([1.0, 2.0], np.float32), requires_grad=True).to("cuda")
+    with fastnn.no_grad():
+        p -= 0.5
+        p.data.mul_(2.0)
+        p.detach().add_(1.0)
+    np.testing.assert_allclose(p.numpy(), [2.0, 4.0])
+    p.detach().copy_(fastnn.tensor(np.array([5.0], np.float32)).to("cuda"))
+    np.testing.assert_allclose(p.numpy(), [5.0, 5.0])
+    p.detach().zero_()
+    np.testing.assert_allclose(p.numpy(), [0.0, 0.0])
+
+
+def test_to_a_missing_gpu_index(fake_gpu):
+    with pytest.raises(ValueError, match="GPU 1"):
+        fastnn.tensor(np.ones(2, np.float32)).to("cuda:1")

@@ -96,7 +96,7 @@ __device__ __forceinline__ float apply(UnaryOp op, float x) {
     case UnaryOp::exp: return expf(x);
     case UnaryOp::log: return logf(x);
     case UnaryOp::sqrt: return sqrtf(x);
-    case UnaryOp::relu: return x > 0.0f ? x : 0.0f;
+    case UnaryOp::relu: return x < 0.0f ? 0.0f : x;  // NaN passes, as in NumPy
     case UnaryOp::sigmoid: return pm::sigmoid(x);
     case UnaryOp::tanh: return tanhf(x);
     case UnaryOp::abs: return fabsf(x);

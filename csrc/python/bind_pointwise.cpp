@@ -3,6 +3,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <vector>
+
 #include "arrays.h"
 #include "fastnn/pointwise.h"
 
@@ -72,17 +74,22 @@ void bind_rows(py::module_& m, const char* name, RowsFn fwd, const char* bwd_nam
   }, py::arg("y"), py::arg("dy"));
 }
 
-const int64_t* labels_for(const py::array& logits, const py::array& labels, const char* fn) {
+// The labels as a private copy taken while the GIL is held: another thread
+// changing the array while the kernel runs can never slip a label past the
+// kernel's range check (which would write outside dx).
+std::vector<int64_t> labels_for(const py::array& logits, const py::array& labels, const char* fn) {
   FASTNN_CHECK(logits.ndim() == 2, fn, ": argument 'logits' must be 2-D (batch, classes), got shape ",
                shape_str(logits));
-  if (!(labels.dtype().kind() == 'i' && labels.dtype().itemsize() == 8))
-    throw py::type_error(str_cat(fn, ": argument 'labels' must be int64, got ",
-                                 std::string(py::str(labels.dtype()))));
+  // array_t's check compares the dtype with native int64 (a '>i8' array fails)
+  if (!py::isinstance<py::array_t<int64_t>>(labels))
+    throw py::type_error(str_cat(fn, ": argument 'labels' must be int64 in native byte order, "
+                                 "got ", std::string(py::str(labels.dtype()))));
   FASTNN_CHECK(labels.ndim() == 1 && labels.shape(0) == logits.shape(0), fn,
                ": argument 'labels' must have shape (", logits.shape(0), ",), got ",
                shape_str(labels));
   FASTNN_CHECK(is_c_contiguous_aligned(labels), fn, ": argument 'labels' must be C-contiguous");
-  return static_cast<const int64_t*>(labels.data());
+  const auto* p = static_cast<const int64_t*>(labels.data());
+  return std::vector<int64_t>(p, p + labels.shape(0));
 }
 
 }  // namespace
@@ -97,7 +104,8 @@ void bind_pointwise(py::module_& m) {
   m.def("cross_entropy", [](const py::array& logits, const py::array& labels) {
     const char* fn = "cross_entropy";
     const float* xp = in_f32(logits, fn, "logits");
-    const int64_t* lp = labels_for(logits, labels, fn);
+    const std::vector<int64_t> lab = labels_for(logits, labels, fn);
+    const int64_t* lp = lab.data();
     auto prob = empty_like(logits);
     float* pp = prob.mutable_data();
     double loss;
@@ -113,7 +121,8 @@ void bind_pointwise(py::module_& m) {
                                      float scale) {
     const char* fn = "cross_entropy_backward";
     const float* pp = in_f32(prob, fn, "prob");
-    const int64_t* lp = labels_for(prob, labels, fn);
+    const std::vector<int64_t> lab = labels_for(prob, labels, fn);
+    const int64_t* lp = lab.data();
     auto dx = empty_like(prob);
     float* dxp = dx.mutable_data();
     py::gil_scoped_release release;

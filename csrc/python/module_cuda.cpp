@@ -219,8 +219,11 @@ std::vector<int64_t> to_int_list(const py::handle& obj, const char* fn, const ch
   return out;
 }
 
-// Host int64 class indices, (N,); the values are checked by the kernels' driver.
-py::array labels_arg(const py::handle& obj, const char* fn) {
+// Host int64 class indices, (N,), as a private copy taken while the GIL is
+// held: another thread changing the array while the kernel runs can then
+// never slip a label past the range check. The values are checked by the
+// kernels' driver.
+std::vector<int64_t> labels_arg(const py::handle& obj, const char* fn) {
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(str_cat(fn, ": argument 'labels' must be a NumPy int64 array on the "
                                  "host, got ", type_name(obj)));
@@ -236,7 +239,8 @@ py::array labels_arg(const py::handle& obj, const char* fn) {
   FASTNN_CHECK((labels.flags() & py::array::c_style) != 0 &&
                    (labels.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0,
                fn, ": argument 'labels' must be C-contiguous and aligned");
-  return labels;
+  const auto* p = static_cast<const int64_t*>(labels.data());
+  return std::vector<int64_t>(p, p + labels.shape(0));
 }
 
 void bind_pointwise(py::module_& m) {
@@ -340,6 +344,21 @@ void bind_pointwise(py::module_& m) {
       },
       py::arg("x"), py::arg("shape"), "x's values as a new array of another shape (no -1)");
   m.def(
+      "assign",
+      [](const py::object& dst_obj, const py::object& src_obj) {
+        DeviceBuffer& dst = mutable_device_arg(dst_obj, "assign", "dst");
+        const DeviceBuffer& src = device_arg(src_obj, "assign", "src");
+        FASTNN_CHECK(dst.shape() == src.shape(), "assign: arguments 'dst' and 'src' must have "
+                     "the same shape, got ", shape_str(dst.shape()), " and ",
+                     shape_str(src.shape()));
+        FASTNN_CHECK(dst.device() == src.device(), "assign: 'dst' is on device ", dst.device(),
+                     " and 'src' on device ", src.device());
+        if (&dst == &src) return;
+        py::gil_scoped_release release;
+        dst.copy_from(src);
+      },
+      py::arg("dst"), py::arg("src"), "Copies src's values into dst (same shape), in place");
+  m.def(
       "fill",
       [](const py::object& x_obj, float value) {
         DeviceBuffer& x = mutable_device_arg(x_obj, "fill", "x");
@@ -387,9 +406,9 @@ void bind_pointwise(py::module_& m) {
       [](const py::object& logits_obj, const py::object& labels_obj) {
         const char* fn = "cross_entropy";
         const DeviceBuffer& logits = device_arg(logits_obj, fn, "logits");
-        const py::array labels = labels_arg(labels_obj, fn);
-        const auto* lp = static_cast<const int64_t*>(labels.data());
-        const int64_t n = labels.shape(0);
+        const std::vector<int64_t> labels = labels_arg(labels_obj, fn);
+        const int64_t* lp = labels.data();
+        const int64_t n = int64_t(labels.size());
         cu::CrossEntropyResult r;
         {
           py::gil_scoped_release release;
@@ -404,9 +423,9 @@ void bind_pointwise(py::module_& m) {
       [](const py::object& prob_obj, const py::object& labels_obj, float scale) {
         const char* fn = "cross_entropy_backward";
         const DeviceBuffer& prob = device_arg(prob_obj, fn, "prob");
-        const py::array labels = labels_arg(labels_obj, fn);
-        const auto* lp = static_cast<const int64_t*>(labels.data());
-        const int64_t n = labels.shape(0);
+        const std::vector<int64_t> labels = labels_arg(labels_obj, fn);
+        const int64_t* lp = labels.data();
+        const int64_t n = int64_t(labels.size());
         py::gil_scoped_release release;
         return cu::cross_entropy_backward(prob, lp, n, scale);
       },

@@ -61,6 +61,8 @@ class CPU:
     exp = np.exp
     log = np.log
     sqrt = np.sqrt
+    abs = np.absolute
+    sign = np.sign
 
     @staticmethod
     def eq(a, b):
@@ -251,6 +253,12 @@ class GPU:
     exp = staticmethod(_gpu_unary("exp"))
     log = staticmethod(_gpu_unary("log"))
     sqrt = staticmethod(_gpu_unary("sqrt"))
+    abs = staticmethod(_gpu_unary("abs"))
+
+    @staticmethod
+    def sign(a):
+        zero = _cc().scalar("mul", a, 0.0)
+        return _cc().binary("sub", _cc().binary("gt", a, zero), _cc().binary("lt", a, zero))
 
     @staticmethod
     def sum(a, axes, keepdims):

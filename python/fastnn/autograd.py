@@ -8,70 +8,88 @@ iteratively in reverse topological order (a node runs once all the nodes that
 consume its outputs have), so graph depth is bounded by memory, not by
 Python's recursion limit, and frees each node after it has run.
 """
+import functools
+import threading
+
 from . import _backend
 
 _wrap = None  # tensor._wrap, set by tensor.py (which imports this module)
 
 
-class _GradMode:
+class _GradMode(threading.local):
+    """Grad mode per thread, as PyTorch keeps it: a no_grad() block in one
+    thread (a data loader, say) does not change what another records."""
     enabled = True
+
+
+_mode = _GradMode()
 
 
 def is_grad_enabled():
     """True unless inside ``no_grad()``."""
-    return _GradMode.enabled
+    return _mode.enabled
 
 
 class _SetGradEnabled:
-    """Context manager and decorator that sets grad mode and restores it."""
+    """Context manager and decorator that sets grad mode and restores it.
+    One object may be entered again while it is active (the modes to restore
+    are kept on a stack)."""
 
     def __init__(self, mode):
         self.mode = mode
-        self.prev = None
+        self._saved = []
 
     def __enter__(self):
-        self.prev = _GradMode.enabled
-        _GradMode.enabled = self.mode
+        self._saved.append(_mode.enabled)
+        _mode.enabled = self.mode
         return self
 
     def __exit__(self, *exc):
-        _GradMode.enabled = self.prev
+        _mode.enabled = self._saved.pop()
         return False
 
     def __call__(self, fn):
         mode = self.mode
 
+        @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             with _SetGradEnabled(mode):
                 return fn(*args, **kwargs)
-
-        wrapper.__name__ = getattr(fn, "__name__", "wrapper")
-        wrapper.__doc__ = getattr(fn, "__doc__", None)
         return wrapper
 
 
-def no_grad():
-    """Ops inside record nothing: ``with fastnn.no_grad(): ...`` (or as a decorator)."""
-    return _SetGradEnabled(False)
+def no_grad(fn=None):
+    """Ops inside record nothing: ``with fastnn.no_grad(): ...``, or as a
+    decorator, ``@fastnn.no_grad()`` or ``@fastnn.no_grad``."""
+    ctx = _SetGradEnabled(False)
+    return ctx if fn is None else ctx(fn)
 
 
-def enable_grad():
-    """Records ops again inside a ``no_grad()`` block."""
-    return _SetGradEnabled(True)
+def enable_grad(fn=None):
+    """Records ops again inside a ``no_grad()`` block (also a decorator)."""
+    ctx = _SetGradEnabled(True)
+    return ctx if fn is None else ctx(fn)
 
 
 class Node:
     """One recorded op: input tensors and the closure that maps the gradient
     of its output(s) to gradients of its inputs. Multi-output ops set
     ``n_outputs`` and receive a list with ``None`` for outputs that got no
-    gradient."""
-    __slots__ = ("inputs", "backward", "name", "n_outputs")
+    gradient.
+
+    The closures keep the arrays they need (inputs, outputs). In-place ops
+    bump a tensor's version (shared with its views), and backward refuses
+    to run a node whose inputs or outputs changed since it was recorded, as
+    PyTorch does, instead of computing a wrong gradient."""
+    __slots__ = ("inputs", "backward", "name", "n_outputs", "versions", "out_versions")
 
     def __init__(self, inputs, backward, name, n_outputs=1):
         self.inputs = inputs
         self.backward = backward
         self.name = name
         self.n_outputs = n_outputs
+        self.versions = tuple(t._ver[0] for t in inputs)
+        self.out_versions = ()  # (version cell, value) of each output, set by the op
 
     def __repr__(self):
         return f"<Node {self.name}>"
@@ -114,6 +132,7 @@ def run_backward(root, grad, retain_graph=False):
     ready = [node]
     while ready:
         n = ready.pop()
+        _check_versions(n)
         out_grads = grads.pop(n)
         if n.n_outputs == 1:
             g = out_grads[0]
@@ -148,6 +167,16 @@ def run_backward(root, grad, retain_graph=False):
                 ready.append(p)
 
 
+def _check_versions(node):
+    changed = any(t._ver[0] != v for t, v in zip(node.inputs, node.versions)) or any(
+        cell[0] != v for cell, v in node.out_versions)
+    if changed:
+        raise RuntimeError(
+            f"backward: a tensor that '{node.name}' saved for its gradient was changed by an "
+            "in-place op (add_, mul_, +=, x[...] = ..., ...) after the op ran; change a copy "
+            "instead, or do the in-place op before the forward pass")
+
+
 def _accumulate(leaf, g, adopted):
     """leaf.grad += g. An array is taken over as the gradient only when it
     owns its memory and no other leaf took it this pass; otherwise copied, so
@@ -164,5 +193,7 @@ def _accumulate(leaf, g, adopted):
             g = xp.owned_copy(g)
         adopted.add(id(g))
         leaf.grad = _wrap(g)
+    elif xp is _backend.CPU and current._data.flags.writeable and current._data.shape == g.shape:
+        current._data += g  # the gradient arrays are owned (copied when taken over)
     else:
         current._data = xp.add(current._data, g)

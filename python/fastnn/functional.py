@@ -7,6 +7,7 @@ output gradient to input gradients. float32 arrays run on the C++ kernels
 the same formulas in NumPy. Tensor operators and methods are installed on
 ``Tensor`` at the end of this module.
 """
+import math
 import numbers
 
 import numpy as np
@@ -14,21 +15,27 @@ import numpy as np
 from . import _random
 from . import cuda as _cuda
 from ._backend import CPU, GPU
-from .autograd import Node, _GradMode
+from .autograd import Node, _mode
 from .tensor import Tensor, _as_array, _wrap
 
 __all__ = [
-    "add", "clip", "concatenate", "cross_entropy", "div", "dropout", "exp", "linear", "log",
-    "log_softmax", "matmul", "max", "mean", "mse_loss", "mul", "neg", "permute", "pow", "relu",
-    "reshape", "sigmoid", "softmax", "sqrt", "stack", "sub", "sum", "tanh", "transpose",
+    "abs", "add", "argmax", "clip", "concatenate", "cross_entropy", "div", "dropout", "exp",
+    "linear", "log", "log_softmax", "matmul", "max", "mean", "min", "mse_loss", "mul", "neg",
+    "permute", "pow", "relu", "reshape", "sigmoid", "softmax", "sqrt", "stack", "sub", "sum",
+    "tanh", "transpose",
 ]
 
 _ndarray = np.ndarray
 
 
 # ---------------------------------------------------------------- plumbing
-def _record(data, inputs, backward, name):
-    return _wrap(data, True, Node(inputs, backward, name))
+def _record(data, inputs, backward, name, view_of=None):
+    """The op's output, recorded on the graph. ``view_of``: the input whose
+    memory the output shares (its version cell is then shared too)."""
+    node = Node(inputs, backward, name)
+    out = _wrap(data, True, node, ver=None if view_of is None else view_of._ver)
+    node.out_versions = ((out._ver, out._ver[0]),)
+    return out
 
 
 def _tensor(x, fn, name="x"):
@@ -88,8 +95,21 @@ def _operands(a, b, fn):
         if not ((type(da) is _ndarray or _is_scalar(da)) and (type(db) is _ndarray or _is_scalar(db))):
             raise ValueError(f"{fn}: all tensors must be on the same device, got cpu and cuda "
                              "(move them with .to(device))")
+        if type(da) is _ndarray and type(db) is _ndarray and da.dtype != db.dtype:
+            da, db = _common_float(da, db)
         return ta, da, tb, db, CPU
     return ta, da, tb, db, GPU
+
+
+def _common_float(da, db):
+    """An integer or bool array meeting a float one takes the float's dtype
+    (float32 stays float32, as in PyTorch; NumPy would give float64)."""
+    fa, fb = da.dtype.kind == "f", db.dtype.kind == "f"
+    if fa and not fb:
+        db = db.astype(da.dtype)
+    elif fb and not fa:
+        da = da.astype(db.dtype)
+    return da, db
 
 
 def _is_scalar(x):
@@ -125,9 +145,13 @@ def _binary(fn, a, b, op):
     ta, da, tb, db, xp = _operands(a, b, fn)
     try:
         out = getattr(xp, op)(da, db)
-    except ValueError:
-        raise ValueError(f"{fn}: shapes {_shape(da)} and {_shape(db)} do not broadcast "
-                         "together") from None
+    except ValueError as e:
+        try:
+            np.broadcast_shapes(_shape(da), _shape(db))
+        except ValueError:
+            raise ValueError(f"{fn}: shapes {_shape(da)} and {_shape(db)} do not broadcast "
+                             "together") from None
+        raise ValueError(f"{fn}: {e}") from None
     if xp is CPU:
         if type(out) is not _ndarray:
             out = np.asarray(out)
@@ -136,7 +160,7 @@ def _binary(fn, a, b, op):
 
 
 def _needs(ta, tb):
-    return _GradMode.enabled and ((ta is not None and ta._rg) or (tb is not None and tb._rg))
+    return _mode.enabled and ((ta is not None and ta._rg) or (tb is not None and tb._rg))
 
 
 def _inputs(ta, tb):
@@ -220,27 +244,28 @@ def pow(a, b):
     def backward(g):
         ga = gb = None
         if ta is not None and ta._rg:
-            # d/da a**b = b a**(b-1), taken as 0 where b == 0 (a**(-1) is inf at a == 0)
+            # d/da a**b = b a**(b-1), taken as 0 where b == 0 (a**(-1) is inf at a == 0):
+            # there the exponent b-1 is replaced by 0, so the product is 0 * a**0
             if _is_scalar(db):
                 if db == 0:
                     ga = xp.mul(g, 0.0)
                 else:
                     ga = xp.mul(g, xp.mul(da, 2.0) if db == 2 else xp.mul(xp.pow(da, db - 1), db))
             else:
-                with np.errstate(invalid="ignore", divide="ignore"):  # masked below
-                    ga = xp.mul(g, xp.mul(db, xp.pow(da, xp.sub(db, 1.0))))
-                if xp is CPU:
-                    ga = np.where(np.asarray(db) == 0, 0, ga).astype(ga.dtype, copy=False)
+                zero = xp.eq(db, xp.mul(db, 0.0))
+                ga = xp.mul(g, xp.mul(db, xp.pow(da, xp.sub(xp.add(db, zero), 1.0))))
                 ga = _unbroadcast(ga, sa, xp)
         if tb is not None and tb._rg:
-            if xp is not CPU:
-                raise NotImplementedError(
-                    "pow: the gradient with respect to the exponent is not available for GPU "
-                    "tensors yet")
+            # d/db a**b = a**b log(a), taken as 0 where a == 0 (log(a) is -inf there):
+            # there log is taken of 1 instead
             with np.errstate(divide="ignore", invalid="ignore"):
-                d = g * out * np.log(da)
-            d = np.where((np.asarray(da) == 0) & (np.asarray(db) >= 0), 0, d)
-            gb = _unbroadcast(np.asarray(d, dtype=out.dtype), sb)
+                if _is_scalar(da):
+                    log_a = math.log(da) if da > 0 else (0.0 if da == 0 else math.nan)
+                    gb = xp.mul(xp.mul(g, out), log_a)
+                else:
+                    zero = xp.eq(da, xp.mul(da, 0.0))
+                    gb = xp.mul(xp.mul(g, out), xp.log(xp.add(da, zero)))
+            gb = _unbroadcast(gb, sb, xp)
         return _pair(ta, tb, ga, gb)
     return _record(out, _inputs(ta, tb), backward, "PowBackward")
 
@@ -250,7 +275,7 @@ def neg(x):
     x = _tensor(x, "neg")
     xp = _xp("neg", x)
     out = xp.neg(x._data)
-    if not (_GradMode.enabled and x._rg):
+    if not (_mode.enabled and x._rg):
         return _wrap(out)
     return _record(out, (x,), lambda g: (xp.neg(g),), "NegBackward")
 
@@ -341,13 +366,15 @@ def linear(x, w, b=None):
     if b is not None and tuple(b._data.shape) != (n_out,):
         raise ValueError(f"linear: argument 'b' must have shape ({n_out},), got "
                          f"{tuple(b._data.shape)}")
+    if dx.dtype.kind != "f":
+        dx = dx.astype(dw.dtype if dw.dtype.kind == "f" else np.float32)
     x_shape = tuple(dx.shape)
-    rows = int(np.prod(x_shape[:-1], dtype=np.int64))  # not -1: in may be 0
+    rows = math.prod(x_shape[:-1])  # not -1: in may be 0
     x2 = xp.reshape(dx, (rows, x_shape[-1])) if dx.ndim != 2 else dx
     out = xp.linear(x2, dw, None if b is None else b._data)
     if dx.ndim != 2:
         out = xp.reshape(out, x_shape[:-1] + (n_out,))
-    if not (_GradMode.enabled and (x._rg or w._rg or (b is not None and b._rg))):
+    if not (_mode.enabled and (x._rg or w._rg or (b is not None and b._rg))):
         return _wrap(out)
     inputs = (x, w) if b is None else (x, w, b)
 
@@ -393,7 +420,7 @@ def sum(x, axis=None, keepdims=False):
     d = x._data
     axes = _axes(axis, d.ndim, "sum")
     out = xp.sum(d, axes, keepdims)
-    if not (_GradMode.enabled and x._rg):
+    if not (_mode.enabled and x._rg):
         return _wrap(out)
     shape = tuple(d.shape)
     return _record(out, (x,), lambda g: (_expand(g, axes, keepdims, shape, xp),), "SumBackward")
@@ -406,12 +433,12 @@ def mean(x, axis=None, keepdims=False):
     d = x._data
     axes = _axes(axis, d.ndim, "mean")
     shape = tuple(d.shape)
-    count = int(np.prod([shape[a] for a in axes], dtype=np.int64))
+    count = math.prod(shape[a] for a in axes)
     scale = 1.0 / count if count else float("nan")
     out = xp.mul(xp.sum(d, axes, keepdims), scale)
     if xp is CPU:
         out = np.asarray(out, d.dtype if d.dtype.kind == "f" else np.float32)
-    if not (_GradMode.enabled and x._rg):
+    if not (_mode.enabled and x._rg):
         return _wrap(out)
     return _record(out, (x,), lambda g: (_expand(xp.mul(g, scale), axes, keepdims, shape, xp),),
                    "MeanBackward")
@@ -430,7 +457,7 @@ def max(x, axis=None, keepdims=False):
     kept = xp.max(d, axes, True)
     out = kept if keepdims or not axes else xp.reshape(
         kept, tuple(n for i, n in enumerate(shape) if i not in axes))
-    if not (_GradMode.enabled and x._rg):
+    if not (_mode.enabled and x._rg):
         return _wrap(out)
 
     def backward(g):
@@ -438,6 +465,24 @@ def max(x, axis=None, keepdims=False):
         share = xp.div(mask, xp.broadcast_to(xp.sum(mask, axes, True), shape))
         return (xp.mul(share, _expand(g, axes, keepdims, shape, xp)),)
     return _record(out, (x,), backward, "MaxBackward")
+
+
+def min(x, axis=None, keepdims=False):
+    """Minimum over ``axis`` (None: all); ties share the gradient equally."""
+    return neg(max(neg(x), axis=axis, keepdims=keepdims))
+
+
+def argmax(x, axis=None):
+    """Index of the (first) maximum over ``axis`` (None: of the flattened
+    tensor), as an int64 tensor; not differentiable."""
+    x = _tensor(x, "argmax")
+    _cpu_only("argmax", x)
+    d = x._data
+    if axis is not None:
+        axis = _axes(axis, d.ndim, "argmax")[0]
+    if d.size == 0:
+        raise ValueError(f"argmax: cannot take the argmax of an empty tensor of shape {d.shape}")
+    return _wrap(np.asarray(np.argmax(d, axis=axis)))
 
 
 # ---------------------------------------------------------------- shapes
@@ -454,9 +499,9 @@ def reshape(x, *shape):
     except (ValueError, TypeError) as e:
         raise ValueError(f"reshape: cannot reshape a tensor of shape {in_shape} into shape "
                          f"{tuple(shape)} ({e})") from None
-    if not (_GradMode.enabled and x._rg):
-        return _wrap(out)
-    return _record(out, (x,), lambda g: (xp.reshape(g, in_shape),), "ReshapeBackward")
+    if not (_mode.enabled and x._rg):
+        return _wrap(out, ver=x._ver)
+    return _record(out, (x,), lambda g: (xp.reshape(g, in_shape),), "ReshapeBackward", view_of=x)
 
 
 def permute(x, *axes):
@@ -471,23 +516,24 @@ def permute(x, *axes):
                          f"of a tensor of shape {tuple(d.shape)}, got {tuple(axes)}")
     axes = tuple(int(a) % d.ndim for a in axes)
     out = xp.permute(d, axes)
-    if not (_GradMode.enabled and x._rg):
-        return _wrap(out)
+    if not (_mode.enabled and x._rg):
+        return _wrap(out, ver=x._ver)
     inverse = tuple(int(i) for i in np.argsort(axes))
-    return _record(out, (x,), lambda g: (xp.permute(g, inverse),), "PermuteBackward")
+    return _record(out, (x,), lambda g: (xp.permute(g, inverse),), "PermuteBackward", view_of=x)
 
 
 def transpose(x, *axes):
-    """With no axes the axes reversed; with two axes of a tensor with more
-    than 2 dimensions those two swapped (as torch.transpose); with all axes
-    that permutation (as numpy.transpose)."""
+    """With no axes the axes reversed; with two axes those two swapped (as
+    torch.transpose, also for 2-D tensors); with a tuple of all axes (or
+    more than two) that permutation (as numpy.transpose)."""
     x = _tensor(x, "transpose")
+    swap = len(axes) == 2
     if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
         axes = tuple(axes[0])
     nd = x._data.ndim
     if not axes:
         axes = tuple(range(nd))[::-1]
-    elif len(axes) == 2 and nd != 2:
+    elif swap:
         i, j = axes
         if not (-nd <= i < nd and -nd <= j < nd):
             raise ValueError(f"transpose: axes {axes} out of range for shape {x.shape}")
@@ -525,8 +571,9 @@ def getitem(x, idx):
     except IndexError as e:
         raise IndexError(f"getitem: {e} (tensor of shape {d.shape})") from None
     out = np.asarray(out) if type(out) is not _ndarray else out
-    if not (_GradMode.enabled and x._rg):
-        return _wrap(out)
+    view = x._ver if basic else None
+    if not (_mode.enabled and x._rg):
+        return _wrap(out, ver=view)
 
     def backward(g):
         gx = np.zeros(d.shape, g.dtype)
@@ -535,7 +582,7 @@ def getitem(x, idx):
         else:
             np.add.at(gx, idx, g)
         return (gx,)
-    return _record(out, (x,), backward, "IndexBackward")
+    return _record(out, (x,), backward, "IndexBackward", view_of=x if basic else None)
 
 
 def _sequence(tensors, fn):
@@ -562,7 +609,7 @@ def concatenate(tensors, axis=0):
     except ValueError:
         raise ValueError(f"concatenate: shapes {[x.shape for x in datas]} differ outside axis "
                          f"{axis}") from None
-    if not (_GradMode.enabled and any(t._rg for t in ts)):
+    if not (_mode.enabled and any(t._rg for t in ts)):
         return _wrap(out)
     bounds = np.cumsum([0] + [x.shape[ax] for x in datas])
     lead = (slice(None),) * ax
@@ -582,7 +629,7 @@ def stack(tensors, axis=0):
                          f"{[x.shape for x in datas]}")
     ax = _axes(axis, datas[0].ndim + 1, "stack")[0]
     out = np.stack(datas, axis=ax)
-    if not (_GradMode.enabled and any(t._rg for t in ts)):
+    if not (_mode.enabled and any(t._rg for t in ts)):
         return _wrap(out)
     lead = (slice(None),) * ax
 
@@ -607,7 +654,7 @@ def clip(x, min=None, max=None):
     if min is None and max is None:
         raise ValueError("clip: at least one of 'min' and 'max' must be given")
     out = xp.clip(d, min, max)
-    if not (_GradMode.enabled and x._rg):
+    if not (_mode.enabled and x._rg):
         return _wrap(out)
     # inside the bounds (ends included) clipping changed nothing
     return _record(out, (x,), lambda g: (xp.mul(g, xp.eq(out, d)),), "ClipBackward")
@@ -620,7 +667,7 @@ def _elementwise(name, forward, backward, doc):
     def op(x):
         x, d, xp = _unary_input(x, name)
         out = forward(xp, d)
-        if not (_GradMode.enabled and x._rg):
+        if not (_mode.enabled and x._rg):
             return _wrap(out)
         return _record(out, (x,), lambda g: (backward(xp, g, d, out),), label)
     op.__name__ = name
@@ -639,6 +686,8 @@ log = _elementwise("log", lambda xp, x: xp.log(x), lambda xp, g, x, y: xp.div(g,
                    "Natural logarithm.")
 sqrt = _elementwise("sqrt", lambda xp, x: xp.sqrt(x),
                     lambda xp, g, x, y: xp.div(xp.mul(g, 0.5), y), "Square root.")
+abs = _elementwise("abs", lambda xp, x: xp.abs(x),
+                   lambda xp, g, x, y: xp.mul(g, xp.sign(x)), "|x| (gradient sign(x), 0 at 0).")
 relu = _activation("relu", "max(x, 0).")
 sigmoid = _activation("sigmoid", "1 / (1 + exp(-x)).")
 tanh = _activation("tanh", "Hyperbolic tangent.")
@@ -658,7 +707,7 @@ def _row_op(name, doc):
         m = d if last and (xp is not CPU or d.flags.c_contiguous) else xp.move_last(d, ax)
         y = xp.rows(name, m)
         out = y if last else xp.move_back(y, ax)
-        if not (_GradMode.enabled and x._rg):
+        if not (_mode.enabled and x._rg):
             return _wrap(out)
 
         def backward(g):
@@ -680,7 +729,8 @@ def dropout(x, rate, training=True):
     1 / (1 - rate) while training; the identity otherwise. The mask comes from
     fastnn.manual_seed's stream and does not depend on the thread count (nor
     on the device)."""
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
+    if (isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1
+            or np.float32(rate) >= 1):  # the kernels take it as float32
         raise ValueError(f"dropout: argument 'rate' must be a number in [0, 1), got {rate!r}")
     x = _tensor(x, "dropout")
     if not training or rate == 0:
@@ -689,7 +739,7 @@ def dropout(x, rate, training=True):
     key = _random.next_key()
     rate = float(rate)
     out = xp.dropout(d, rate, key)
-    if not (_GradMode.enabled and x._rg):
+    if not (_mode.enabled and x._rg):
         return _wrap(out)
     return _record(out, (x,), lambda g: (xp.dropout(g, rate, key),), "DropoutBackward")
 
@@ -710,9 +760,8 @@ def _labels(labels, n, fn):
     if d.shape != (n,):
         raise ValueError(f"{fn}: argument 'labels' must have shape ({n},) to match the logits, "
                          f"got {d.shape}")
-    if d.dtype != np.int64 or not d.flags.c_contiguous:
-        d = np.ascontiguousarray(d, dtype=np.int64)
-    return d
+    # a private copy: the backward must see the labels of the forward
+    return np.array(d, dtype=np.int64, order="C")
 
 
 def cross_entropy(logits, labels):
@@ -728,10 +777,10 @@ def cross_entropy(logits, labels):
     lab = _labels(labels, d.shape[0], "cross_entropy")
     n = d.shape[0]
     out, prob = xp.cross_entropy(d, lab)
-    if not (_GradMode.enabled and x._rg):
+    if not (_mode.enabled and x._rg):
         return _wrap(out)
     return _record(out, (x,),
-                   lambda g: (xp.cross_entropy_backward(prob, lab, xp.to_float(g) / n),),
+                   lambda g: (xp.cross_entropy_backward(prob, lab, xp.to_float(g) / n if n else 0.0),),
                    "CrossEntropyBackward")
 
 
@@ -744,19 +793,21 @@ def mse_loss(y, t):
     if tuple(dy.shape) != tuple(dt.shape):
         raise ValueError(f"mse_loss: arguments 'y' and 't' must have the same shape, got "
                          f"{tuple(dy.shape)} and {tuple(dt.shape)}")
+    if xp is CPU and dy.dtype != dt.dtype:
+        dy, dt = _common_float(dy, dt)
     diff = xp.sub(dy, dt)
     if diff.dtype.kind != "f":
         diff = diff.astype(np.float32)
-    n = int(np.prod(tuple(diff.shape), dtype=np.int64))
+    n = math.prod(diff.shape)
     out = xp.mul(xp.sum(xp.mul(diff, diff), tuple(range(diff.ndim)), False),
                  1.0 / n if n else float("nan"))
     if xp is CPU:
         out = np.asarray(out, diff.dtype)
-    if not (_GradMode.enabled and (y._rg or t._rg)):
+    if not (_mode.enabled and (y._rg or t._rg)):
         return _wrap(out)
 
     def backward(g):
-        gy = xp.mul(diff, 2.0 * xp.to_float(g) / n)
+        gy = xp.mul(diff, 2.0 * xp.to_float(g) / n if n else 0.0)
         return (gy if y._rg else None, xp.neg(gy) if t._rg else None)
     return _record(out, (y, t), backward, "MseLossBackward")
 
@@ -790,6 +841,10 @@ def _install():
     T.log = log
     T.sqrt = sqrt
     T.clip = clip
+    T.abs = abs
+    T.__abs__ = abs
+    T.min = min
+    T.argmax = argmax
     T.relu = relu
     T.sigmoid = sigmoid
     T.tanh = tanh
@@ -804,6 +859,9 @@ def _install():
             o = other._data if isinstance(other, Tensor) else other
             return _wrap(np.asarray(op(self._data, o)))
         return f
+    T.__eq__ = _compare(np.equal)
+    T.__ne__ = _compare(np.not_equal)
+    T.__hash__ = object.__hash__  # tensors hash by identity (defining __eq__ removes it)
     T.__lt__ = _compare(np.less)
     T.__le__ = _compare(np.less_equal)
     T.__gt__ = _compare(np.greater)

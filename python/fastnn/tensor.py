@@ -1,10 +1,12 @@
 """``fastnn.Tensor``: a NumPy array (or, on a GPU, a ``DeviceArray``) with
 the autograd bookkeeping. The differentiable operators and methods are
 installed by ``functional.py``; what is here needs no graph."""
+import math
 import numbers
 
 import numpy as np
 
+from . import _C
 from . import _backend
 from . import autograd
 from . import cuda as _cuda
@@ -12,9 +14,10 @@ from . import cuda as _cuda
 _new = object.__new__
 
 
-def _wrap(data, requires_grad=False, node=None, index=0):
+def _wrap(data, requires_grad=False, node=None, index=0, ver=None):
     """A Tensor around ``data`` without checks or copies (internal). A NumPy
-    scalar (what ufuncs return for 0-d inputs) becomes a 0-d array."""
+    scalar (what ufuncs return for 0-d inputs) becomes a 0-d array. ``ver``:
+    the version cell of the tensor whose memory ``data`` shares (a view)."""
     if isinstance(data, np.generic):
         data = np.asarray(data)
     t = _new(Tensor)
@@ -23,6 +26,7 @@ def _wrap(data, requires_grad=False, node=None, index=0):
     t.grad = None
     t._node = node
     t._index = index
+    t._ver = [0] if ver is None else ver
     return t
 
 
@@ -62,13 +66,7 @@ def tensor(data, requires_grad=False, device=None, dtype=None):
     int64) is wrapped without copying; other floats become float32, other
     integers int64, unless ``dtype`` is given (float64 is allowed, for
     precise gradient checks)."""
-    arr = _as_array(data, dtype, "tensor")
-    t = Tensor.__new__(Tensor)
-    t._data = arr
-    t._rg = False
-    t.grad = None
-    t._node = None
-    t._index = 0
+    t = _wrap(_as_array(data, dtype, "tensor"))
     if device is not None:
         t = t.to(device)
     t.requires_grad = requires_grad
@@ -95,7 +93,9 @@ class Tensor:
     graph when an input requires a gradient; ``backward()`` fills ``.grad``
     of the leaves.
     """
-    __slots__ = ("_data", "_rg", "grad", "_node", "_index", "__weakref__")
+    # _ver: [number of in-place changes], one list shared by a tensor and
+    # its views, checked by backward (autograd.Node)
+    __slots__ = ("_data", "_rg", "grad", "_node", "_index", "_ver", "__weakref__")
     # NumPy defers to our reflected operators (ndarray + Tensor -> Tensor)
     __array_ufunc__ = None
 
@@ -105,6 +105,7 @@ class Tensor:
         self.grad = None
         self._node = None
         self._index = 0
+        self._ver = [0]
         self.requires_grad = requires_grad
 
     # ------------------------------------------------------------ properties
@@ -118,7 +119,7 @@ class Tensor:
 
     @property
     def size(self):
-        return int(np.prod(self._data.shape, dtype=np.int64))
+        return math.prod(self._data.shape)
 
     @property
     def dtype(self):
@@ -126,7 +127,11 @@ class Tensor:
 
     @property
     def device(self):
-        return "cpu" if isinstance(self._data, np.ndarray) else "cuda"
+        """"cpu", "cuda" (GPU 0) or "cuda:N"."""
+        if isinstance(self._data, np.ndarray):
+            return "cpu"
+        index = getattr(self._data, "device", 0)
+        return "cuda" if not isinstance(index, int) or index == 0 else f"cuda:{index}"
 
     @property
     def is_leaf(self):
@@ -139,7 +144,7 @@ class Tensor:
     @property
     def data(self):
         """The same values as a Tensor outside the graph (shares memory)."""
-        return _wrap(self._data)
+        return _wrap(self._data, ver=self._ver)
 
     @property
     def requires_grad(self):
@@ -157,10 +162,19 @@ class Tensor:
                 "requires_grad: a tensor computed by an op always requires grad; use .detach()")
         self._rg = value
 
+    def requires_grad_(self, requires_grad=True):
+        self.requires_grad = requires_grad
+        return self
+
     def __len__(self):
         if self._data.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
         return self._data.shape[0]
+
+    def __iter__(self):
+        if self._data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._data.shape[0]))
 
     def __repr__(self):
         extra = ""
@@ -202,8 +216,17 @@ class Tensor:
         return self._data.numpy()
 
     def __array__(self, dtype=None, copy=None):
+        """np.asarray(t) shares the tensor's memory; np.array(t) copies it."""
         arr = self.numpy()
-        return arr if dtype is None else arr.astype(dtype)
+        if dtype is not None and np.dtype(dtype) != arr.dtype:
+            if copy is False:
+                raise ValueError(f"cannot convert a {arr.dtype} tensor to {dtype} without a copy")
+            return arr.astype(dtype)
+        if copy:
+            return arr.copy()
+        if copy is False and not isinstance(self._data, np.ndarray):
+            raise ValueError("a GPU tensor cannot be seen as a NumPy array without a copy")
+        return arr
 
     def item(self):
         """The one value of a 1-element tensor as a Python number."""
@@ -217,14 +240,13 @@ class Tensor:
 
     def detach(self):
         """The same values (same memory) outside the graph."""
-        return _wrap(self._data)
+        return _wrap(self._data, ver=self._ver)
 
     def to(self, device):
         """This tensor on ``device`` ("cpu" or "cuda"); itself when already there.
         The copy is a leaf of the graph with the same requires_grad."""
         d = _parse_device(device)
-        here = self.device
-        if (d == "cpu") == (here == "cpu"):
+        if d == self.device or (d == "cuda" and self.device.startswith("cuda")):
             return self
         if d == "cpu":
             out = _wrap(self._data.numpy())
@@ -233,7 +255,17 @@ class Tensor:
                 raise TypeError(f"to: only float32 tensors can move to the GPU, got {self.dtype}")
             if not _cuda.is_available():
                 _cuda._require_gpu("Tensor.to")
-            out = _wrap(_cuda.to_device(self._data))
+            index = int(d[5:]) if d.startswith("cuda:") else _cuda._C_cuda.current_device()
+            if not 0 <= index < _cuda.device_count():
+                raise ValueError(f"to: argument 'device' names GPU {index}, but "
+                                 f"{_cuda.device_count()} GPU(s) are present")
+            data = self._data if isinstance(self._data, np.ndarray) else self._data.numpy()
+            previous = _cuda._C_cuda.current_device()
+            _cuda._C_cuda.set_device(index)
+            try:
+                out = _wrap(_cuda.to_device(data))
+            finally:
+                _cuda._C_cuda.set_device(previous)
         out._rg = self._rg
         return out
 
@@ -256,7 +288,7 @@ class Tensor:
                 "requires_grad=True, or it was computed under no_grad())")
         shape = tuple(self._data.shape)
         if grad is None:
-            if int(np.prod(shape)) != 1:
+            if math.prod(shape) != 1:
                 raise ValueError(
                     f"backward: argument 'grad' is needed for a non-scalar output of shape {shape}")
             g = np.ones(shape, dtype=self._data.dtype)
@@ -283,8 +315,11 @@ class Tensor:
         self.grad = None
 
     # ------------------------------------------------------------ in place
+    # In-place ops write into this tensor's memory (so views and .data see
+    # the change) and bump its version: backward then refuses to use a value
+    # that changed after an op saved it.
     def _check_inplace(self, fn):
-        if self._rg and autograd._GradMode.enabled:
+        if self._rg and autograd._mode.enabled:
             raise RuntimeError(
                 f"{fn}: a tensor that requires grad cannot be changed in place while grad is "
                 "recorded; do it inside fastnn.no_grad()")
@@ -302,71 +337,89 @@ class Tensor:
                              "host array")
         return np.asarray(other)
 
+    def _store(self, fn, value):
+        """Writes value (an array or number broadcast to this shape) into this
+        tensor's memory."""
+        a = self._data
+        if isinstance(a, np.ndarray):
+            try:
+                np.copyto(a, value, casting="unsafe")
+            except ValueError:
+                raise ValueError(f"{fn}: a value of shape {np.shape(value)} does not fit a tensor "
+                                 f"of shape {a.shape}") from None
+        else:
+            shape = tuple(a.shape)
+            if isinstance(value, numbers.Number):
+                _cuda._C_cuda.fill(a, float(value))
+                value = None
+            elif tuple(value.shape) != shape:
+                value = _backend.GPU.broadcast_to(value, shape)
+            if value is not None:
+                _cuda._C_cuda.assign(a, value)
+        self._ver[0] += 1
+
     def add_(self, other, alpha=1.0):
         """self += alpha * other, in place (a fused kernel for float32 arrays of one shape)."""
         self._check_inplace("add_")
         o = self._other_array(other, "add_")
         a = self._data
-        if isinstance(a, np.ndarray):
-            if (isinstance(o, np.ndarray) and a.dtype == np.float32 and o.dtype == np.float32
-                    and o.shape == a.shape and a.flags.c_contiguous and o.flags.c_contiguous):
-                from . import _C
-                _C.axpy(float(alpha), o, a)
-            else:
-                a += o * alpha if alpha != 1 else o
+        if (type(a) is np.ndarray and type(o) is np.ndarray and a.dtype == np.float32
+                and o.dtype == np.float32 and o.shape == a.shape and a.flags.c_contiguous
+                and o.flags.c_contiguous and a.flags.writeable and not np.may_share_memory(a, o)):
+            _C.axpy(float(alpha), o, a)
+            self._ver[0] += 1
         elif _cuda.is_device_array(o) and tuple(o.shape) == tuple(a.shape):
             _cuda._C_cuda.axpy(float(alpha), o, a)
+            self._ver[0] += 1
         else:
-            self._data = _backend.GPU.add(a, _backend.GPU.mul(o, float(alpha)))
+            xp = _backend.of(a)
+            if isinstance(o, numbers.Number):
+                term = o * alpha
+            else:
+                term = o if alpha == 1 else xp.mul(o, float(alpha))
+            self._store("add_", xp.add(a, term))
         return self
 
     def sub_(self, other, alpha=1.0):
         return self.add_(other, -alpha)
 
-    def _replace(self, fn, op, other):
-        """self = op(self, other) in place (on the GPU: a new buffer)."""
-        self._check_inplace(fn)
-        o = self._other_array(other, fn)
-        if isinstance(self._data, np.ndarray):
-            getattr(_backend.CPU, op)(self._data, o, out=self._data, casting="unsafe")
-        else:
-            self._data = getattr(_backend.GPU, op)(self._data, o)
+    def mul_(self, other):
+        self._check_inplace("mul_")
+        o = self._other_array(other, "mul_")
+        self._store("mul_", _backend.of(self._data).mul(self._data, o))
         return self
 
-    def mul_(self, other):
-        return self._replace("mul_", "mul", other)
-
     def div_(self, other):
-        return self._replace("div_", "div", other)
+        self._check_inplace("div_")
+        o = self._other_array(other, "div_")
+        self._store("div_", _backend.of(self._data).div(self._data, o))
+        return self
 
     def zero_(self):
         return self.fill_(0.0)
 
     def fill_(self, value):
         self._check_inplace("fill_")
-        if isinstance(self._data, np.ndarray):
-            self._data[...] = value
-        else:
-            _cuda._C_cuda.fill(self._data, float(value))
+        if not isinstance(value, numbers.Number):
+            raise TypeError(f"fill_: argument 'value' must be a number, got {type(value).__name__}")
+        self._store("fill_", value)
         return self
 
     def copy_(self, src):
         """Copies src's values (broadcast to this shape) into this tensor."""
         self._check_inplace("copy_")
-        s = self._other_array(src, "copy_")
-        shape = tuple(self._data.shape)
-        try:
-            fits = np.broadcast_shapes(tuple(np.shape(s)), shape) == shape
-        except ValueError:
-            fits = False
-        if not fits:
-            raise ValueError(f"copy_: argument 'src' of shape {tuple(np.shape(s))} does not fit "
-                             f"shape {shape}")
-        if isinstance(self._data, np.ndarray):
-            self._data[...] = s
-        else:
-            self._data = _backend.GPU.broadcast_to(s, shape)
+        self._store("copy_", self._other_array(src, "copy_"))
         return self
+
+    def __setitem__(self, idx, value):
+        """x[idx] = value in place (NumPy's indexing rules), CPU tensors."""
+        self._check_inplace("__setitem__")
+        if not isinstance(self._data, np.ndarray):
+            raise NotImplementedError("__setitem__: not available for GPU tensors yet")
+        from .functional import _index_arrays
+        idx, _ = _index_arrays(idx)
+        self._data[idx] = self._other_array(value, "__setitem__")
+        self._ver[0] += 1
 
     def __iadd__(self, other):
         return self.add_(other)
