@@ -171,6 +171,9 @@ def describe_environment(session):
         print("  WARNING: threadpoolctl finds no BLAS behind NumPy: its thread count "
               "cannot be set, so the NumPy column may use every core")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {_cpu_model()}")
+    preload = os.environ.get("LD_PRELOAD", "")
+    print(f"allocator: {'LD_PRELOAD=' + preload if preload else 'the C library malloc'} "
+          "(compare both: tcmalloc is PyTorch's best case here)")
     for name in OPENBLAS_OVERRIDES:
         if name in os.environ:
             print(f"WARNING: {name}={os.environ[name]} is set and slows NumPy's OpenBLAS; "
@@ -181,7 +184,8 @@ def describe_environment(session):
         print(f"WARNING: threads {too_many} exceed the {os.cpu_count()} CPUs", file=sys.stderr)
     return {"fastnn": info, "numpy": np.__version__, "blas": blas,
             "machine": platform.machine(), "cpus": os.cpu_count(), "cpu": _cpu_model(),
-            "env": {k: os.environ[k] for k in OPENBLAS_OVERRIDES if k in os.environ}}
+            "env": {k: os.environ[k] for k in OPENBLAS_OVERRIDES + ("LD_PRELOAD",)
+                    if k in os.environ}}
 
 
 def _cpu_model():
