@@ -564,6 +564,8 @@ POINTWISE = {  # fastnn op, NumPy op, its derivative, inputs kept away from kink
     "exp": (F.exp, np.exp, np.exp, lambda r: r.standard_normal((3, 7))),
     "log": (F.log, np.log, lambda x: 1 / x, lambda r: r.uniform(0.1, 5, (3, 7))),
     "sqrt": (F.sqrt, np.sqrt, lambda x: 0.5 / np.sqrt(x), lambda r: r.uniform(0.1, 5, (3, 7))),
+    "abs": (F.abs, np.abs, np.sign,
+            lambda r: r.uniform(0.1, 3, (3, 7)) * r.choice([-1, 1], (3, 7))),
     "clip": (lambda t: t.clip(-1.0, 1.2), lambda x: np.clip(x, -1.0, 1.2),
              lambda x: ((x >= -1) & (x <= 1.2)).astype(float),
              lambda r: r.uniform(0.5, 3, (3, 7)) * r.choice([-1, 1], (3, 7))),
@@ -641,7 +643,7 @@ def test_pow_of_a_constant_base_to_a_tensor_exponent():
 
 # ================================================================ reductions
 
-REDUCTIONS = {"sum": np.sum, "mean": np.mean, "max": np.max}
+REDUCTIONS = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
 AXES = [(None, False), (None, True), (0, False), (-1, True), (1, False), ((0, 2), False),
         ((-1, 0), True), ((-3, -2, -1), False)]
 
@@ -650,6 +652,8 @@ def _expected_reduction_grad(name, x, dout, axis, keepdims):
     axes = ref._axes(axis, x.ndim)
     if name == "max":
         return ref.max_backward(dout, x, axis, keepdims)[0]
+    if name == "min":  # the maximum of -x, its gradient negated twice
+        return ref.max_backward(dout, -x, axis, keepdims)[0]
     g = dout if keepdims else np.expand_dims(dout, axes)
     count = math.prod(x.shape[a] for a in axes)
     return np.broadcast_to(g / count if name == "mean" else g, x.shape)
