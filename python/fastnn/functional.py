@@ -177,97 +177,63 @@ def _pair(ta, tb, ga, gb):
 
 
 # ---------------------------------------------------------------- arithmetic
-def add(a, b):
-    """a + b with NumPy broadcasting."""
-    ta, da, tb, db, xp, out = _binary("add", a, b, "add")
-    if not _needs(ta, tb):
-        return _wrap(out)
-    sa, sb = _shape(da), _shape(db)
+def _binary_op(name, grad_a, grad_b, doc):
+    """A broadcasting binary op. grad_a/grad_b(xp, g, a, b, out) give the
+    gradient of each side before it is summed back to that side's shape."""
+    label = name.capitalize() + "Backward"
 
-    def backward(g):
-        return _pair(ta, tb, _unbroadcast(g, sa, xp) if ta is not None and ta._rg else None,
-                     _unbroadcast(g, sb, xp) if tb is not None and tb._rg else None)
-    return _record(out, _inputs(ta, tb), backward, "AddBackward")
+    def op(a, b):
+        ta, da, tb, db, xp, out = _binary(name, a, b, name)
+        if not _needs(ta, tb):
+            return _wrap(out)
+        sa, sb = _shape(da), _shape(db)
 
-
-def sub(a, b):
-    """a - b with NumPy broadcasting."""
-    ta, da, tb, db, xp, out = _binary("sub", a, b, "sub")
-    if not _needs(ta, tb):
-        return _wrap(out)
-    sa, sb = _shape(da), _shape(db)
-
-    def backward(g):
-        return _pair(ta, tb, _unbroadcast(g, sa, xp) if ta is not None and ta._rg else None,
-                     _unbroadcast(xp.neg(g), sb, xp) if tb is not None and tb._rg else None)
-    return _record(out, _inputs(ta, tb), backward, "SubBackward")
+        def backward(g):
+            ga = gb = None
+            if ta is not None and ta._rg:
+                ga = _unbroadcast(grad_a(xp, g, da, db, out), sa, xp)
+            if tb is not None and tb._rg:
+                gb = _unbroadcast(grad_b(xp, g, da, db, out), sb, xp)
+            return _pair(ta, tb, ga, gb)
+        return _record(out, _inputs(ta, tb), backward, label)
+    op.__name__ = name
+    op.__doc__ = doc
+    return op
 
 
-def mul(a, b):
-    """a * b with NumPy broadcasting."""
-    ta, da, tb, db, xp, out = _binary("mul", a, b, "mul")
-    if not _needs(ta, tb):
-        return _wrap(out)
-    sa, sb = _shape(da), _shape(db)
-
-    def backward(g):
-        return _pair(ta, tb,
-                     _unbroadcast(xp.mul(g, db), sa, xp) if ta is not None and ta._rg else None,
-                     _unbroadcast(xp.mul(g, da), sb, xp) if tb is not None and tb._rg else None)
-    return _record(out, _inputs(ta, tb), backward, "MulBackward")
+def _pow_grad_base(xp, g, a, b, out):
+    """d/da a**b = b a**(b-1), taken as 0 where b == 0 (a**(-1) is inf at
+    a == 0): there the exponent b-1 is replaced by 0, so the product is 0 * a**0."""
+    if _is_scalar(b):
+        if b == 0:
+            return xp.mul(g, 0.0)
+        return xp.mul(g, xp.mul(a, 2.0) if b == 2 else xp.mul(xp.pow(a, b - 1), b))
+    zero = xp.eq(b, xp.mul(b, 0.0))
+    return xp.mul(g, xp.mul(b, xp.pow(a, xp.sub(xp.add(b, zero), 1.0))))
 
 
-def div(a, b):
-    """a / b with NumPy broadcasting."""
-    ta, da, tb, db, xp, out = _binary("div", a, b, "div")
-    if not _needs(ta, tb):
-        return _wrap(out)
-    sa, sb = _shape(da), _shape(db)
-
-    def backward(g):
-        ga = gb = None
-        if ta is not None and ta._rg:
-            ga = _unbroadcast(xp.div(g, db), sa, xp)
-        if tb is not None and tb._rg:
-            gb = _unbroadcast(xp.neg(xp.div(xp.mul(g, out), db)), sb, xp)
-        return _pair(ta, tb, ga, gb)
-    return _record(out, _inputs(ta, tb), backward, "DivBackward")
+def _pow_grad_exponent(xp, g, a, b, out):
+    """d/db a**b = a**b log(a), taken as 0 where a == 0 (log(a) is -inf
+    there): there log is taken of 1 instead."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if _is_scalar(a):
+            log_a = math.log(a) if a > 0 else (0.0 if a == 0 else math.nan)
+            return xp.mul(xp.mul(g, out), log_a)
+        zero = xp.eq(a, xp.mul(a, 0.0))
+        return xp.mul(xp.mul(g, out), xp.log(xp.add(a, zero)))
 
 
-def pow(a, b):
-    """a ** b with NumPy broadcasting. d/db is 0 where a == 0 and b >= 0."""
-    ta, da, tb, db, xp, out = _binary("pow", a, b, "pow")
-    if not _needs(ta, tb):
-        return _wrap(out)
-    sa, sb = _shape(da), _shape(db)
-
-    def backward(g):
-        ga = gb = None
-        if ta is not None and ta._rg:
-            # d/da a**b = b a**(b-1), taken as 0 where b == 0 (a**(-1) is inf at a == 0):
-            # there the exponent b-1 is replaced by 0, so the product is 0 * a**0
-            if _is_scalar(db):
-                if db == 0:
-                    ga = xp.mul(g, 0.0)
-                else:
-                    ga = xp.mul(g, xp.mul(da, 2.0) if db == 2 else xp.mul(xp.pow(da, db - 1), db))
-            else:
-                zero = xp.eq(db, xp.mul(db, 0.0))
-                ga = xp.mul(g, xp.mul(db, xp.pow(da, xp.sub(xp.add(db, zero), 1.0))))
-                ga = _unbroadcast(ga, sa, xp)
-        if tb is not None and tb._rg:
-            # d/db a**b = a**b log(a), taken as 0 where a == 0 (log(a) is -inf there):
-            # there log is taken of 1 instead
-            with np.errstate(divide="ignore", invalid="ignore"):
-                if _is_scalar(da):
-                    log_a = math.log(da) if da > 0 else (0.0 if da == 0 else math.nan)
-                    gb = xp.mul(xp.mul(g, out), log_a)
-                else:
-                    zero = xp.eq(da, xp.mul(da, 0.0))
-                    gb = xp.mul(xp.mul(g, out), xp.log(xp.add(da, zero)))
-            gb = _unbroadcast(gb, sb, xp)
-        return _pair(ta, tb, ga, gb)
-    return _record(out, _inputs(ta, tb), backward, "PowBackward")
+add = _binary_op("add", lambda xp, g, a, b, y: g, lambda xp, g, a, b, y: g,
+                 "a + b with NumPy broadcasting.")
+sub = _binary_op("sub", lambda xp, g, a, b, y: g, lambda xp, g, a, b, y: xp.neg(g),
+                 "a - b with NumPy broadcasting.")
+mul = _binary_op("mul", lambda xp, g, a, b, y: xp.mul(g, b), lambda xp, g, a, b, y: xp.mul(g, a),
+                 "a * b with NumPy broadcasting.")
+div = _binary_op("div", lambda xp, g, a, b, y: xp.div(g, b),
+                 lambda xp, g, a, b, y: xp.neg(xp.div(xp.mul(g, y), b)),
+                 "a / b with NumPy broadcasting.")
+pow = _binary_op("pow", _pow_grad_base, _pow_grad_exponent,
+                 "a ** b with NumPy broadcasting; d/da is 0 where b == 0, d/db 0 where a == 0.")
 
 
 def neg(x):
