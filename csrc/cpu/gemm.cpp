@@ -25,6 +25,12 @@ const GemmKernels& kernels_for(Isa isa) {
   return gemm_kernels_generic();
 }
 
+}  // namespace
+
+const GemmKernels& gemm_kernels_active() { return kernels_for(active_isa()); }
+
+namespace {
+
 struct Operand {
   const float* p;
   int64_t rs, cs;  // element (i, k) of op(A) / (k, j) of op(B) is p[i*rs + k*cs]

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "fastnn/check.h"
+#include "fastnn/conv_shape.h"
 
 namespace fastnn::py_arrays {
 
@@ -65,6 +66,29 @@ inline void check_same_shape(const py::array& a, const py::array& b, const char*
   for (py::ssize_t d = 0; same && d < a.ndim(); ++d) same = a.shape(d) == b.shape(d);
   FASTNN_CHECK(same, fn, ": arguments '", name_a, "' and '", name_b,
                "' must have the same shape, got ", shape_str(a), " and ", shape_str(b));
+}
+
+// The padding of a window op from the Python layer's normalised form:
+// "valid", "same" or "explicit" with (ph, pw).
+inline PaddingSpec padding_arg(const std::string& mode, int64_t ph, int64_t pw, const char* fn) {
+  PaddingSpec p;
+  if (mode == "valid")
+    p.mode = Padding::valid;
+  else if (mode == "same")
+    p.mode = Padding::same;
+  else if (mode == "explicit")
+    p = {Padding::explicit_, ph, pw};
+  else
+    FASTNN_CHECK(false, fn, ": argument 'padding' must be 'valid', 'same' or explicit, got '",
+                 mode, "'");
+  return p;
+}
+
+// A 4-D (N, H, W, C) float32 array's data, or the error naming it.
+inline const float* nhwc_arg(const py::array& x, const char* fn, const char* name) {
+  FASTNN_CHECK(x.ndim() == 4, fn, ": argument '", name, "' must be 4-D (N, H, W, C), got shape ",
+               shape_str(x));
+  return in_f32(x, fn, name);
 }
 
 }  // namespace fastnn::py_arrays

@@ -18,6 +18,8 @@ using namespace fastnn::py_arrays;
 
 namespace fastnn {
 void bind_pointwise(py::module_& m);  // bind_pointwise.cpp
+void bind_conv(py::module_& m);       // bind_conv.cpp
+void bind_pool(py::module_& m);       // bind_pool.cpp
 }
 
 namespace {
@@ -148,6 +150,8 @@ py::array gemm_reference_py(py::array a_arr, py::array b_arr, bool trans_a, bool
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fastnn CPU kernels";
   bind_pointwise(m);
+  bind_conv(m);
+  bind_pool(m);
   m.def("gemm", &gemm_py, py::arg("a"), py::arg("b"), py::arg("trans_a"), py::arg("trans_b"),
         py::arg("alpha"), py::arg("beta"), py::arg("c").none(true),
         "c = alpha * op(a) @ op(b) + beta * c on float32 arrays; c is updated in place");

@@ -47,6 +47,9 @@ struct GemmKernels {
 };
 
 const GemmKernels& gemm_kernels_generic();
+// The set of fastnn::active_isa() (gemm.cpp): for kernels built on the
+// GEMM microkernels, such as the convolutions.
+const GemmKernels& gemm_kernels_active();
 #ifdef FASTNN_HAVE_X86_ISA
 const GemmKernels& gemm_kernels_avx2();
 const GemmKernels& gemm_kernels_avx512();

@@ -1,0 +1,297 @@
+// 2-D convolution, NHWC x HWIO, as implicit GEMMs on the GEMM microkernels:
+// no im2col matrix is ever built, only one strip of it (MR rows, one K
+// block) per thread, gathered from the image right before the microkernel
+// uses it, so the working set stays in L1/L2 whatever the image size.
+//
+//   forward       y (P x F)   = im2col(x) (P x K) . w (K x F)      P = N*OH*OW, K = KH*KW*C
+//   backward-data dx (Q x C)  = gather(dy) (Q x Kd) . wt (Kd x C)  Q = N*H*W,   Kd = KH*KW*F
+//   backward-wt.  dw (K x F)  = im2col(x)^T (K x P) . dy (P x F)
+//
+// The weights (small) are packed once per call into the microkernel's
+// panel layout. Each output element is computed by one thread, with its sum
+// in a fixed order: results do not depend on the thread count.
+#include "fastnn/conv2d.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "cpu/isa/gemm_kernels.h"
+#include "cpu/workspace.h"
+#include "fastnn/check.h"
+#include "fastnn/parallel.h"
+
+namespace fastnn {
+
+namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// FLOPs one thread should have before a second is worth starting.
+constexpr double kFlopsPerThread = 6.0e5;
+
+int threads_for(double flops, int64_t parallel_items) {
+  const double want = std::max(1.0, flops / kFlopsPerThread);
+  return int(std::max<int64_t>(1, std::min<int64_t>({int64_t(get_num_threads()), int64_t(want),
+                                                      parallel_items})));
+}
+
+// dst[0:n] = src[0:n] (or zeros when src is null). Channel runs are short
+// in early layers (3 floats): a plain loop beats a memcpy call there.
+inline void copy_run(float* dst, const float* src, int64_t n) {
+  if (n >= 16) {
+    if (src)
+      std::memcpy(dst, src, size_t(n) * sizeof(float));
+    else
+      std::memset(dst, 0, size_t(n) * sizeof(float));
+    return;
+  }
+  if (src)
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+  else
+    for (int64_t i = 0; i < n; ++i) dst[i] = 0.0f;
+}
+
+// Packs a rows x cols matrix, element (k, j) = at(k, j), into the
+// microkernel's panels: bp[(p * rows + k) * NR + j'] for column p*NR + j',
+// columns past `cols` zero. Rows of any K block [pc, pc+kc) of panel p then
+// start at bp + (p * rows + pc) * NR with row stride NR.
+template <class At>
+void pack_panels(int64_t rows, int64_t cols, int64_t NR, const At& at, float* bp) {
+  const int64_t panels = ceil_div(cols, NR);
+  for (int64_t p = 0; p < panels; ++p)
+    for (int64_t k = 0; k < rows; ++k) {
+      float* dst = bp + (p * rows + k) * NR;
+      for (int64_t j = 0; j < NR; ++j) {
+        const int64_t col = p * NR + j;
+        dst[j] = col < cols ? at(k, col) : 0.0f;
+      }
+    }
+}
+
+// out (rows x cols, row stride cols) = A . B, where A's rows are gathered
+// by gather(row, k0, kc, dst) (writes A[row, k0 : k0+kc] to dst) and B is
+// packed by pack_panels (K rows); then epilogue(r0, m) on each finished
+// strip of rows [r0, r0+m) while it is in cache. Threads split the rows in
+// strips of MR.
+template <class Gather, class Epilogue>
+void implicit_gemm(const GemmKernels& kr, int64_t rows, int64_t K, int64_t cols,
+                   const Gather& gather, const float* bp, float* out, const Epilogue& epilogue) {
+  const int64_t MR = kr.mr, NR = kr.nr, KC = std::min<int64_t>(kr.kc, std::max<int64_t>(K, 1));
+  const int64_t strips = ceil_div(rows, MR), panels = ceil_div(cols, NR);
+  const int nt = threads_for(2.0 * double(rows) * double(K) * double(cols), strips);
+  // one strip of A per thread, allocated here: nothing may throw in the region
+  float* a_all = workspace(Slot::conv_a, checked_mul(nt * MR, KC));
+  parallel_region(nt, [&](int t, int nt_actual) {
+    float* a = a_all + t * MR * KC;
+    const int64_t s0 = strips * t / nt_actual, s1 = strips * (t + 1) / nt_actual;
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t r0 = s * MR, m = std::min(MR, rows - r0);
+      for (int64_t pc = 0; pc < K; pc += KC) {
+        const int64_t kc = std::min(KC, K - pc);
+        for (int64_t i = 0; i < m; ++i) gather(r0 + i, pc, kc, a + i * kc);
+        const float beta = pc == 0 ? 0.0f : 1.0f;
+        for (int64_t p = 0; p < panels; ++p) {
+          const int64_t j = p * NR, n = std::min(NR, cols - j);
+          kr.tile_strided(kc, a, kc, 1, bp + (p * K + pc) * NR, NR, out + r0 * cols + j, cols, m,
+                          n, 1.0f, beta);
+        }
+      }
+      epilogue(r0, m);
+    }
+  });
+}
+
+// Row q of im2col(x): the KH*KW taps of output pixel q, C channels each,
+// zero where the window hangs over the padding.
+struct Im2colRow {
+  const Window2d& s;
+  const float* x;
+  // where output pixel q's window starts: its image's first row, and the
+  // (possibly negative) top-left input cell
+  struct Origin {
+    int64_t image_row, ih0, iw0;
+  };
+  Origin origin(int64_t q) const {
+    const int64_t OW = s.w.out, OHW = s.h.out * OW;
+    return {q / OHW * s.h.in, q % OHW / OW * s.h.stride - s.h.pad_before,
+            q % OW * s.w.stride - s.w.pad_before};
+  }
+  void operator()(int64_t q, int64_t k0, int64_t kc, float* dst) const {
+    gather(origin(q), k0, kc, dst);
+  }
+  // dst[0:kc] = row[k0 : k0+kc] of the pixel at origin o
+  void gather(const Origin& o, int64_t k0, int64_t kc, float* dst) const {
+    const int64_t C = s.c;
+    int64_t t = k0 / C, kh = t / s.w.k, kw = t % s.w.k;  // taps counted, not divided
+    for (; t * C < k0 + kc; ++t, kw = kw + 1 == s.w.k ? (++kh, 0) : kw + 1) {
+      const int64_t ih = o.ih0 + kh * s.h.dilation, iw = o.iw0 + kw * s.w.dilation;
+      const int64_t c0 = std::max<int64_t>(k0 - t * C, 0), c1 = std::min(k0 + kc - t * C, C);
+      const bool inside = ih >= 0 && ih < s.h.in && iw >= 0 && iw < s.w.in;
+      copy_run(dst + t * C + c0 - k0,
+               inside ? x + ((o.image_row + ih) * s.w.in + iw) * C + c0 : nullptr, c1 - c0);
+    }
+  }
+};
+
+// Row q (an input pixel) of the backward-data product: for each tap, the
+// output gradient of the pixel whose window put this tap on q (F values),
+// zero where no output pixel did (padding, or a stride skipping q).
+struct DyRow {
+  const Window2d& s;
+  int64_t F;
+  const float* dy;
+  // the output index along one axis whose window tap kk covers input i, or -1
+  static int64_t source(const WindowAxis& a, int64_t i, int64_t kk) {
+    const int64_t num = i + a.pad_before - kk * a.dilation;
+    if (num < 0) return -1;
+    if (a.stride == 1) return num < a.out ? num : -1;  // no divisions in the common case
+    if (num % a.stride != 0) return -1;
+    const int64_t o = num / a.stride;
+    return o < a.out ? o : -1;
+  }
+  void operator()(int64_t q, int64_t k0, int64_t kc, float* dst) const {
+    const int64_t HW = s.h.in * s.w.in;
+    const int64_t n = q / HW, ih = q % HW / s.w.in, iw = q % s.w.in;
+    int64_t t = k0 / F, kh = t / s.w.k, kw = t % s.w.k;  // taps counted, not divided
+    for (; t * F < k0 + kc; ++t, kw = kw + 1 == s.w.k ? (++kh, 0) : kw + 1) {
+      const int64_t oh = source(s.h, ih, kh), ow = source(s.w, iw, kw);
+      const int64_t f0 = std::max<int64_t>(k0 - t * F, 0), f1 = std::min(k0 + kc - t * F, F);
+      copy_run(dst + t * F + f0 - k0,
+               oh >= 0 && ow >= 0 ? dy + ((n * s.h.out + oh) * s.w.out + ow) * F + f0 : nullptr,
+               f1 - f0);
+    }
+  }
+};
+
+}  // namespace
+
+void conv2d_forward(const Window2d& s, int64_t F, const float* x, const float* w, const float* b,
+                    bool relu, float* y) {
+  const GemmKernels& kr = gemm_kernels_active();
+  const int64_t P = s.n * s.h.out * s.w.out, K = s.h.k * s.w.k * s.c;
+  if (P == 0 || F == 0) return;
+  // bias and ReLU on each strip of output rows as it is finished
+  auto epilogue = [&](int64_t r0, int64_t m) {
+    if (b == nullptr && !relu) return;
+    for (int64_t p = r0; p < r0 + m; ++p) {
+      float* row = y + p * F;
+      if (b)
+        for (int64_t f = 0; f < F; ++f) row[f] += b[f];
+      if (relu)
+        for (int64_t f = 0; f < F; ++f) row[f] = row[f] < 0.0f ? 0.0f : row[f];
+    }
+  };
+  if (K == 0) {  // no taps (C == 0): the bias alone
+    std::fill(y, y + P * F, 0.0f);
+    epilogue(0, P);
+    return;
+  }
+  float* bp = workspace(Slot::conv_b, checked_mul(K, ceil_div(F, kr.nr) * kr.nr));
+  pack_panels(K, F, kr.nr, [&](int64_t k, int64_t f) { return w[k * F + f]; }, bp);
+  implicit_gemm(kr, P, K, F, Im2colRow{s, x}, bp, y, epilogue);
+}
+
+void conv2d_backward_data(const Window2d& s, int64_t F, const float* dy, const float* w,
+                          float* dx) {
+  const GemmKernels& kr = gemm_kernels_active();
+  const int64_t Q = s.n * s.h.in * s.w.in, C = s.c, T = s.h.k * s.w.k, Kd = T * F;
+  if (Q == 0 || C == 0) return;
+  if (Kd == 0 || s.h.out * s.w.out == 0) {
+    std::fill(dx, dx + Q * C, 0.0f);
+    return;
+  }
+  // wt (Kd x C): row (t, f), column c = w[t, c, f]
+  float* bp = workspace(Slot::conv_b, checked_mul(Kd, ceil_div(C, kr.nr) * kr.nr));
+  pack_panels(Kd, C, kr.nr, [&](int64_t k, int64_t c) { return w[(k / F * C + c) * F + k % F]; },
+              bp);
+  implicit_gemm(kr, Q, Kd, C, DyRow{s, F, dy}, bp, dx, [](int64_t, int64_t) {});
+}
+
+void conv2d_backward_weight(const Window2d& s, int64_t F, const float* x, const float* dy,
+                            float* dw, float* db) {
+  const GemmKernels& kr = gemm_kernels_active();
+  const int64_t C = s.c, T = s.h.k * s.w.k, K = T * C, P = s.n * s.h.out * s.w.out;
+  if (db) conv2d_backward_bias(P, F, dy, db);
+  if (K == 0 || F == 0) return;
+  if (P == 0) {
+    std::fill(dw, dw + K * F, 0.0f);
+    return;
+  }
+  // dw^T (F x K) = dy^T (F x P) . im2col(x) (P x K), over the pixels in KC
+  // blocks. Each block of im2col is gathered straight into the
+  // microkernel's panels (a pixel's taps are runs of C contiguous channels)
+  // and used by every strip of F; the threads split the panels (columns of
+  // dw^T), so nothing is gathered twice. dw^T is transposed into dw at the end.
+  const int64_t MR = kr.mr, NR = kr.nr, KC = kr.kc, panels = ceil_div(K, NR);
+  const int64_t f_strips = ceil_div(F, MR);
+  const int nt = threads_for(2.0 * double(K) * double(P) * double(F), panels);
+  float* a_all = workspace(Slot::conv_a, checked_mul(nt * MR, KC));
+  float* b_all = workspace(Slot::conv_b, checked_mul(KC, panels * NR));
+  float* dwt = workspace(Slot::conv_c, checked_mul(F, K));
+  const Im2colRow im2col{s, x};
+  std::vector<Im2colRow::Origin> origins(size_t(nt) * size_t(KC));
+  parallel_region(nt, [&](int t, int nt_actual) {
+    const int64_t p0 = panels * t / nt_actual, p1 = panels * (t + 1) / nt_actual;
+    if (p0 >= p1) return;
+    float* ap = a_all + t * MR * KC;
+    Im2colRow::Origin* org = origins.data() + t * KC;
+    for (int64_t pc = 0; pc < P; pc += KC) {
+      const int64_t kc = std::min(KC, P - pc);
+      for (int64_t k = 0; k < kc; ++k) org[k] = im2col.origin(pc + k);
+      // panel p of this block at b_all + p * KC * NR: a thread's panels never
+      // overlap another's, even when a short last block changes kc
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t j = p * NR, n = std::min(NR, K - j);
+        for (int64_t k = 0; k < kc; ++k) {
+          float* row = b_all + (p * KC + k) * NR;
+          im2col.gather(org[k], j, n, row);
+          if (n < NR) copy_run(row + n, nullptr, NR - n);
+        }
+      }
+      const float beta = pc == 0 ? 0.0f : 1.0f;
+      for (int64_t fs = 0; fs < f_strips; ++fs) {
+        const int64_t f0 = fs * MR, m = std::min(MR, F - f0);
+        kr.pack_a(m, kc, dy + pc * F + f0, 1, F, ap);  // rows f of dy^T: columns of dy
+        for (int64_t p = p0; p < p1; ++p) {
+          const int64_t j = p * NR, n = std::min(NR, K - j);
+          kr.tile_packed(kc, ap, b_all + p * KC * NR, NR, dwt + f0 * K + j, K, m, n, 1.0f,
+                         beta);
+        }
+      }
+    }
+  });
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t f = 0; f < F; ++f) dw[k * F + f] = dwt[f * K + k];
+}
+
+void conv2d_backward_bias(int64_t P, int64_t F, const float* __restrict dy,
+                          float* __restrict db) {
+  std::fill(db, db + F, 0.0f);
+  for (int64_t p = 0; p < P; ++p)  // in pixel order: the same sum for any thread count
+    for (int64_t f = 0; f < F; ++f) db[f] += dy[p * F + f];
+}
+
+void conv2d_forward_reference(const Window2d& s, int64_t F, const float* x, const float* w,
+                              const float* b, bool relu, float* y) {
+  const int64_t C = s.c;
+  for (int64_t n = 0; n < s.n; ++n)
+    for (int64_t oh = 0; oh < s.h.out; ++oh)
+      for (int64_t ow = 0; ow < s.w.out; ++ow)
+        for (int64_t f = 0; f < F; ++f) {
+          double acc = b ? b[f] : 0.0;
+          for (int64_t kh = 0; kh < s.h.k; ++kh)
+            for (int64_t kw = 0; kw < s.w.k; ++kw) {
+              const int64_t ih = oh * s.h.stride - s.h.pad_before + kh * s.h.dilation;
+              const int64_t iw = ow * s.w.stride - s.w.pad_before + kw * s.w.dilation;
+              if (ih < 0 || ih >= s.h.in || iw < 0 || iw >= s.w.in) continue;
+              for (int64_t c = 0; c < C; ++c)
+                acc += double(x[((n * s.h.in + ih) * s.w.in + iw) * C + c]) *
+                       double(w[((kh * s.w.k + kw) * C + c) * F + f]);
+            }
+          const float v = float(acc);
+          y[((n * s.h.out + oh) * s.w.out + ow) * F + f] = relu && v < 0.0f ? 0.0f : v;
+        }
+}
+
+}  // namespace fastnn

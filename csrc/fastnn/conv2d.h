@@ -1,0 +1,31 @@
+// 2-D convolution over NHWC images with HWIO kernels, forward and backward.
+// Shapes come from window2d() (conv_shape.h). Every output is overwritten.
+#pragma once
+#include <cstdint>
+
+#include "fastnn/conv_shape.h"
+
+namespace fastnn {
+
+// x: (N,H,W,C), w: (KH,KW,C,F), b: (F,) or nullptr, y: (N,OH,OW,F).
+// y = conv(x, w) + b, then max(y, 0) when relu.
+void conv2d_forward(const Window2d& s, int64_t F, const float* x, const float* w, const float* b,
+                    bool relu, float* y);
+
+// dy: (N,OH,OW,F), w: (KH,KW,C,F) -> dx: (N,H,W,C).
+void conv2d_backward_data(const Window2d& s, int64_t F, const float* dy, const float* w,
+                          float* dx);
+
+// x: (N,H,W,C), dy: (N,OH,OW,F) -> dw: (KH,KW,C,F) and db: (F,) (when not
+// nullptr). The sums run in a fixed order: the same bits for any thread count.
+void conv2d_backward_weight(const Window2d& s, int64_t F, const float* x, const float* dy,
+                            float* dw, float* db);
+
+// dy: (P, F) (P = N*OH*OW pixels) -> db: (F,), its column sums.
+void conv2d_backward_bias(int64_t P, int64_t F, const float* dy, float* db);
+
+// Plain loops, for tests: the same contracts, one thread.
+void conv2d_forward_reference(const Window2d& s, int64_t F, const float* x, const float* w,
+                              const float* b, bool relu, float* y);
+
+}  // namespace fastnn
