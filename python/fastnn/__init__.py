@@ -6,6 +6,7 @@ from ._random import initial_seed, manual_seed
 from .autograd import enable_grad, is_grad_enabled, no_grad
 from .tensor import Tensor, tensor
 from . import functional
+from . import nn
 from .functional import concatenate, stack
 
 __version__ = _C.build_info()["version"]
@@ -36,4 +37,4 @@ def build_info():
 
 __all__ = ["Tensor", "build_info", "concatenate", "cuda", "enable_grad", "functional",
            "get_num_threads", "initial_seed", "is_grad_enabled", "kernels", "manual_seed",
-           "no_grad", "set_num_threads", "stack", "tensor"]
+           "nn", "no_grad", "set_num_threads", "stack", "tensor"]

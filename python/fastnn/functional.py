@@ -14,13 +14,15 @@ import numpy as np
 
 from . import _random
 from . import cuda as _cuda
+from . import kernels as _K
 from ._backend import CPU, GPU
 from .autograd import Node, _mode
 from .tensor import Tensor, _as_array, _wrap
 
 __all__ = [
-    "abs", "add", "argmax", "clip", "concatenate", "cross_entropy", "div", "dropout", "exp",
-    "linear", "log", "log_softmax", "matmul", "max", "mean", "min", "mse_loss", "mul", "neg",
+    "abs", "add", "argmax", "avg_pool2d", "clip", "concatenate", "conv2d", "cross_entropy", "div",
+    "dropout", "exp", "linear", "log", "log_softmax", "matmul", "max", "max_pool2d", "mean",
+    "min", "mse_loss", "mul", "neg",
     "permute", "pow", "relu", "reshape", "sigmoid", "softmax", "sqrt", "stack", "sub", "sum",
     "tanh", "transpose",
 ]
@@ -45,7 +47,7 @@ def _tensor(x, fn, name="x"):
     if not isinstance(x, (numbers.Number, np.ndarray, np.generic, list, tuple)):
         raise TypeError(f"{fn}: argument '{name}' must be a Tensor or an array, got "
                         f"{type(x).__name__}")
-    return _wrap(_as_array(x, None, fn))
+    return _wrap(_as_array(x, None, fn, name))
 
 
 def _xp(fn, *tensors):
@@ -122,7 +124,7 @@ def _constant(x, fn, name):
     if isinstance(x, np.generic) and x.dtype.kind in "iuf":
         return x.item()  # a NumPy scalar counts as a Python one (it must not promote float32)
     if isinstance(x, (np.ndarray, list, tuple, bool, np.bool_)):
-        return _as_array(x, None, fn)
+        return _as_array(x, None, fn, name)
     raise TypeError(f"{fn}: argument '{name}' must be a Tensor, an array or a number, got "
                     f"{type(x).__name__}")
 
@@ -708,6 +710,77 @@ def dropout(x, rate, training=True):
     if not (_mode.enabled and x._rg):
         return _wrap(out)
     return _record(out, (x,), lambda g: (xp.dropout(g, rate, key),), "DropoutBackward")
+
+
+# ---------------------------------------------------------------- convolution and pooling
+def _image_input(x, fn):
+    """x as a float32 NHWC CPU tensor and its C-contiguous array."""
+    x = _tensor(x, fn)
+    _cpu_only(fn, x)
+    d = x._data
+    if d.dtype != np.float32 or not d.flags.c_contiguous:
+        d = np.ascontiguousarray(d, dtype=np.float32)
+    if d.ndim != 4:
+        raise ValueError(f"{fn}: argument 'x' must be 4-D (N, H, W, C), got shape {d.shape}")
+    return x, d
+
+
+def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None):
+    """2-D convolution of NHWC images with an HWIO kernel (Keras's layouts):
+    (N, H, W, C) * (KH, KW, C, F) -> (N, OH, OW, F), plus b (F,).
+    padding: "valid", "same" (Keras's rule: output = ceil(input / stride)) or
+    an int / (ph, pw); stride and dilation: an int or (sh, sw).
+    activation="relu" fuses the ReLU into the kernel. Computes in float32."""
+    x, dx = _image_input(x, "conv2d")
+    w = _tensor(w, "conv2d", "w")
+    _cpu_only("conv2d", x, w)
+    dw = np.ascontiguousarray(w._data, dtype=np.float32)
+    if b is not None:
+        b = _tensor(b, "conv2d", "b")
+        _cpu_only("conv2d", x, b)
+        db = np.ascontiguousarray(b._data, dtype=np.float32)
+    else:
+        db = None
+    out = _K.conv2d(dx, dw, db, stride, padding, dilation, activation)
+    if not (_mode.enabled and (x._rg or w._rg or (b is not None and b._rg))):
+        return _wrap(out)
+    sh, sw = _K._pair(stride, "stride", "conv2d")
+    mode, ph, pw = _K._padding(padding, "conv2d")
+    dh, dwl = _K._pair(dilation, "dilation", "conv2d")
+    relu = activation == "relu"
+
+    def backward(g):
+        g = np.ascontiguousarray(g, dtype=np.float32)
+        if relu:
+            g = CPU.activation_backward("relu", out, g)
+        gx, gw, gb = _K._C.conv2d_backward(dx, dw, g, sh, sw, mode, ph, pw, dh, dwl, x._rg,
+                                           w._rg, b is not None and b._rg)
+        return (gx, gw) if b is None else (gx, gw, gb)
+    return _record(out, (x, w) if b is None else (x, w, b), backward, "Conv2dBackward")
+
+
+def _pool(name, forward, backward_kernel, doc):
+    label = "".join(p.capitalize() for p in name.split("_")) + "Backward"
+
+    def op(x, pool_size=2, strides=None, padding="valid"):
+        x, d = _image_input(x, name)
+        out = forward(d, pool_size, strides, padding)
+        if not (_mode.enabled and x._rg):
+            return _wrap(out)
+        return _record(out, (x,), lambda g: (backward_kernel(d, g, pool_size, strides, padding),),
+                       label)
+    op.__name__ = name
+    op.__doc__ = doc
+    return op
+
+
+max_pool2d = _pool("max_pool2d", _K.max_pool2d, _K.max_pool2d_backward,
+                   "The maximum over each window of NHWC images (strides default to the "
+                   "pool size; padding 'valid' or 'same'); the gradient goes to each window's "
+                   "first maximum.")
+avg_pool2d = _pool("avg_pool2d", _K.avg_pool2d, _K.avg_pool2d_backward,
+                   "The mean over each window of NHWC images, counting only the real "
+                   "(unpadded) cells, as Keras.")
 
 
 # ---------------------------------------------------------------- losses

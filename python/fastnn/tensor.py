@@ -33,7 +33,7 @@ def _wrap(data, requires_grad=False, node=None, index=0, ver=None):
 autograd._wrap = _wrap
 
 
-def _as_array(data, dtype, fn):
+def _as_array(data, dtype, fn, name="data"):
     """data as an ndarray: floats become float32 unless ``dtype`` says otherwise,
     integers int64, bools stay bools. An ndarray already in that dtype is not copied."""
     if isinstance(data, Tensor):
@@ -43,7 +43,7 @@ def _as_array(data, dtype, fn):
     try:
         arr = np.asarray(data)
     except (TypeError, ValueError) as e:
-        raise TypeError(f"{fn}: argument 'data' must be an array of numbers ({e})") from None
+        raise TypeError(f"{fn}: argument '{name}' must be an array of numbers ({e})") from None
     if dtype is not None:
         want = np.dtype(dtype)
     elif arr.dtype.kind == "f":
@@ -53,7 +53,7 @@ def _as_array(data, dtype, fn):
     elif arr.dtype.kind == "b":
         want = arr.dtype
     else:
-        raise TypeError(f"{fn}: argument 'data' must hold numbers, got dtype {arr.dtype}")
+        raise TypeError(f"{fn}: argument '{name}' must hold numbers, got dtype {arr.dtype}")
     if want.kind not in "fiub":
         raise TypeError(f"{fn}: argument 'dtype' must be a number type, got {want}")
     if arr.dtype != want or not arr.dtype.isnative:
