@@ -400,6 +400,133 @@ def run_overhead(args, session):
     return rows
 
 
+# ------------------------------------------------------------------ conv
+
+# The flagship CIFAR-10 network: (name, kind, output channels or units)
+FLAGSHIP = [("conv1 3->32", "conv", 32), ("pool1", "pool", None), ("conv2 32->64", "conv", 64),
+            ("pool2", "pool", None), ("conv3 64->128", "conv", 128), ("pool3", "pool", None),
+            ("dense 2048->512", "dense", 512), ("dense 512->10", "dense", 10)]
+
+
+def add_conv_arguments(p):
+    p.add_argument("--batch", type=int, default=64, help="batch size (default: 64)")
+
+
+def flagship_layers(batch, torch):
+    """Per layer: {"name", "fastnn": (fwd(), fwd_bwd()), "torch": {format: (fwd, fwd_bwd)}},
+    from the same weights and inputs. The first layer's input needs no
+    gradient (it is the images), as in training."""
+    import fastnn.functional as F
+    rng = np.random.default_rng(0)
+    shape = (batch, 32, 32, 3)
+    layers = []
+    for name, kind, width in FLAGSHIP:
+        x = rng.standard_normal(shape).astype(np.float32)
+        first = not layers
+        xt = fastnn.tensor(x, requires_grad=not first)
+        if kind == "conv":
+            c = shape[3]
+            w = (rng.standard_normal((3, 3, c, width)) * np.sqrt(2 / (9 * c))).astype(np.float32)
+            b = np.zeros(width, np.float32)
+            wt, bt = fastnn.tensor(w, requires_grad=True), fastnn.tensor(b, requires_grad=True)
+            f = lambda xt=xt, wt=wt, bt=bt: F.conv2d(xt, wt, bt, padding="same", activation="relu")
+            out_shape = shape[:3] + (width,)
+        elif kind == "pool":
+            f = lambda xt=xt: F.max_pool2d(xt, 2)
+            out_shape = (shape[0], shape[1] // 2, shape[2] // 2, shape[3])
+        else:
+            x = x.reshape(batch, -1)
+            xt = fastnn.tensor(x, requires_grad=True)
+            w = (rng.standard_normal((x.shape[1], width)) * np.sqrt(2 / x.shape[1])).astype(np.float32)
+            wt = fastnn.tensor(w, requires_grad=True)
+            bt = fastnn.tensor(np.zeros(width, np.float32), requires_grad=True)
+            act = F.relu if width != 10 else (lambda t: t)
+            f = lambda xt=xt, wt=wt, bt=bt, act=act: act(F.linear(xt, wt, bt))
+            out_shape = (batch, width)
+        g = rng.standard_normal(out_shape).astype(np.float32)
+
+        def fwd_bwd(f=f, g=g, params=(xt,) + ((wt, bt) if kind != "pool" else ())):
+            for p in params:
+                p.grad = None
+            f().backward(g)
+        layer = {"name": name, "fastnn": (f, fwd_bwd), "torch": {}}
+        if torch is not None:
+            for fmt in ("nchw", "channels_last"):
+                layer["torch"][fmt] = torch_layer(torch, kind, x, w if kind != "pool" else None,
+                                                  g, first, fmt)
+        layers.append(layer)
+        shape = out_shape if kind != "dense" else out_shape
+    return layers
+
+
+def torch_layer(torch, kind, x, w, g, first, fmt):
+    """(fwd, fwd_bwd) of one flagship layer in PyTorch, in memory format fmt."""
+    tf = torch.nn.functional
+    if kind == "dense":
+        xt = torch.from_numpy(x).requires_grad_(True)
+        wt = torch.from_numpy(w.T.copy()).requires_grad_(True)
+        bt = torch.zeros(w.shape[1], requires_grad=True)
+        gt = torch.from_numpy(g)
+        f = (lambda: tf.relu(tf.linear(xt, wt, bt))) if w.shape[1] != 10 else (
+            lambda: tf.linear(xt, wt, bt))
+    else:
+        mf = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+        xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=mf)
+        xt.requires_grad_(not first)
+        gt = torch.from_numpy(g).permute(0, 3, 1, 2).contiguous(memory_format=mf)
+        if kind == "conv":
+            wt = torch.from_numpy(w).permute(3, 2, 0, 1).contiguous(memory_format=mf)
+            wt.requires_grad_(True)
+            bt = torch.zeros(w.shape[3], requires_grad=True)
+            f = lambda: tf.relu(tf.conv2d(xt, wt, bt, padding=1))
+        else:
+            f = lambda: tf.max_pool2d(xt, 2)
+
+    def fwd_bwd():
+        f().backward(gt)
+    return f, fwd_bwd
+
+
+def run_conv(args, session):
+    torch = import_torch()
+    print(f"timing: best of {args.repeat} interleaved samples of >= {args.min_time} s each; "
+          f"batch {args.batch}; PyTorch takes the faster of NCHW and channels_last")
+    session.table([("layer", "layer", ""), ("threads", "threads", "d"),
+                   ("fwd ms", "fastnn_fwd_ms", ".2f"), ("torch fwd", "torch_fwd_ms", ".2f"),
+                   ("ratio", "fwd_ratio", ".2f"), ("fwd+bwd ms", "fastnn_fb_ms", ".2f"),
+                   ("torch f+b", "torch_fb_ms", ".2f"), ("ratio", "fb_ratio", ".2f")])
+    rows = []
+    for t in args.threads:
+        with session.threads(t):
+            layers = flagship_layers(args.batch, torch)
+            totals = {"fastnn_fwd_ms": 0.0, "torch_fwd_ms": 0.0, "fastnn_fb_ms": 0.0,
+                      "torch_fb_ms": 0.0}
+            for layer in layers:
+                fns = {"fastnn_fwd": layer["fastnn"][0], "fastnn_fb": layer["fastnn"][1]}
+                for fmt, (f, fb) in layer["torch"].items():
+                    fns[f"{fmt}_fwd"], fns[f"{fmt}_fb"] = f, fb
+                times = {k: summarize(v)["best_s"] * 1e3
+                         for k, v in time_interleaved(fns, args.min_time, args.repeat).items()}
+                row = {"bench": "conv", "layer": layer["name"], "threads": t,
+                       "fastnn_fwd_ms": times["fastnn_fwd"], "fastnn_fb_ms": times["fastnn_fb"]}
+                if layer["torch"]:
+                    row["torch_fwd_ms"] = min(times[f"{m}_fwd"] for m in layer["torch"])
+                    row["torch_fb_ms"] = min(times[f"{m}_fb"] for m in layer["torch"])
+                    row["fwd_ratio"] = row["torch_fwd_ms"] / row["fastnn_fwd_ms"]
+                    row["fb_ratio"] = row["torch_fb_ms"] / row["fastnn_fb_ms"]
+                for k in totals:
+                    totals[k] += row.get(k) or 0.0
+                session.row(row)
+                rows.append(row)
+            total = dict(totals, bench="conv", layer="sum of layers", threads=t)
+            if torch is not None:
+                total["fwd_ratio"] = total["torch_fwd_ms"] / total["fastnn_fwd_ms"]
+                total["fb_ratio"] = total["torch_fb_ms"] / total["fastnn_fb_ms"]
+            session.row(total)
+            rows.append(total)
+    return rows
+
+
 # ------------------------------------------------------------------ main
 
 # name -> (help, add_arguments(parser), run(args, session) -> list of row dicts)
@@ -408,6 +535,8 @@ SUBCOMMANDS = {
              add_gemm_arguments, run_gemm),
     "overhead": ("one training step of a small MLP (784-128-10, SGD): fastnn against PyTorch",
                  add_overhead_arguments, run_overhead),
+    "conv": ("the flagship CNN's layers, forward and forward+backward: fastnn against PyTorch",
+             add_conv_arguments, run_conv),
 }
 
 
