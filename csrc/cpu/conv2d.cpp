@@ -187,9 +187,54 @@ void conv2d_forward(const Window2d& s, int64_t F, const float* x, const float* w
     epilogue(0, P);
     return;
   }
-  float* bp = workspace(Slot::conv_b, checked_mul(K, ceil_div(F, kr.nr) * kr.nr));
-  pack_panels(K, F, kr.nr, [&](int64_t k, int64_t f) { return w[k * F + f]; }, bp);
-  implicit_gemm(kr, P, K, F, Im2colRow{s, x}, bp, y, epilogue);
+  const int64_t MR = kr.mr, NR = kr.nr, KC = std::min<int64_t>(kr.kc, K), panels = ceil_div(F, NR);
+  float* bp = workspace(Slot::conv_b, checked_mul(K, panels * NR));
+  pack_panels(K, F, NR, [&](int64_t k, int64_t f) { return w[k * F + f]; }, bp);
+  // Strips of MR pixels of one output row. A strip whose windows all lie
+  // inside the image is read in place (tile_indexed: pixel i of the strip
+  // at i * stride * C, tap element k at koff[k]); a strip touching the
+  // padding is gathered first.
+  const int64_t C = s.c, W = s.w.in, OW = s.w.out;
+  std::vector<int64_t> koff(static_cast<size_t>(K));
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t t = k / C;
+    koff[size_t(k)] = (t / s.w.k * s.h.dilation * W + t % s.w.k * s.w.dilation) * C + k % C;
+  }
+  const int64_t per_row = ceil_div(OW, MR), items = s.n * s.h.out * per_row;
+  const int nt = threads_for(2.0 * double(P) * double(K) * double(F), items);
+  float* a_all = workspace(Slot::conv_a, checked_mul(nt * MR, KC));
+  const Im2colRow im2col{s, x};
+  const int64_t reach_h = (s.h.k - 1) * s.h.dilation, reach_w = (s.w.k - 1) * s.w.dilation;
+  parallel_region(nt, [&](int t, int nt_actual) {
+    float* a = a_all + t * MR * KC;
+    const int64_t i0 = items * t / nt_actual, i1 = items * (t + 1) / nt_actual;
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t row = item / per_row, ow0 = item % per_row * MR;
+      const int64_t n = row / s.h.out, oh = row % s.h.out, m = std::min(MR, OW - ow0);
+      const int64_t ih0 = oh * s.h.stride - s.h.pad_before, iw0 = ow0 * s.w.stride - s.w.pad_before;
+      const bool inside = ih0 >= 0 && ih0 + reach_h < s.h.in && iw0 >= 0 &&
+                          iw0 + (m - 1) * s.w.stride + reach_w < W;
+      const float* base = x + ((n * s.h.in + ih0) * W + iw0) * C;
+      const int64_t q0 = row * OW + ow0;
+      for (int64_t pc = 0; pc < K; pc += KC) {
+        const int64_t kc = std::min(KC, K - pc);
+        const float beta = pc == 0 ? 0.0f : 1.0f;
+        if (!inside)
+          for (int64_t i = 0; i < m; ++i) im2col(q0 + i, pc, kc, a + i * kc);
+        for (int64_t p = 0; p < panels; ++p) {
+          const int64_t j = p * NR, nn = std::min(NR, F - j);
+          const float* bj = bp + (p * K + pc) * NR;
+          float* out = y + q0 * F + j;
+          if (inside)
+            kr.tile_indexed(kc, base, s.w.stride * C, koff.data() + pc, bj, NR, out, F, m, nn,
+                            1.0f, beta);
+          else
+            kr.tile_strided(kc, a, kc, 1, bj, NR, out, F, m, nn, 1.0f, beta);
+        }
+      }
+      epilogue(q0, m);
+    }
+  });
 }
 
 void conv2d_backward_data(const Window2d& s, int64_t F, const float* dy, const float* w,

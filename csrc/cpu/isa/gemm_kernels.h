@@ -31,6 +31,11 @@ struct GemmKernels {
   void (*tile_strided)(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
                        int64_t b_rs, float* c, int64_t ldc, int64_t m, int64_t n, float alpha,
                        float beta);
+  // The same with A's element (i, k) at a[i*a_rs + koff[k]]: a convolution
+  // reading the windows of MR output pixels straight from its image.
+  void (*tile_indexed)(int64_t kc, const float* a, int64_t a_rs, const int64_t* koff,
+                       const float* b, int64_t b_rs, float* c, int64_t ldc, int64_t m, int64_t n,
+                       float alpha, float beta);
 
   // Narrow tiles as dot products along K (K in the vector lanes):
   // C[i, j] for i < m <= dr, j < n <= dc, rows of A at a + i*lda and rows of
