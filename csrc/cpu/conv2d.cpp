@@ -69,35 +69,47 @@ void pack_panels(int64_t rows, int64_t cols, int64_t NR, const At& at, float* bp
     }
 }
 
-// out (rows x cols, row stride cols) = A . B, where A's rows are gathered
-// by gather(row, k0, kc, dst) (writes A[row, k0 : k0+kc] to dst) and B is
-// packed by pack_panels (K rows); then epilogue(r0, m) on each finished
-// strip of rows [r0, r0+m) while it is in cache. Threads split the rows in
-// strips of MR.
-template <class Gather, class Epilogue>
-void implicit_gemm(const GemmKernels& kr, int64_t rows, int64_t K, int64_t cols,
-                   const Gather& gather, const float* bp, float* out, const Epilogue& epilogue) {
-  const int64_t MR = kr.mr, NR = kr.nr, KC = std::min<int64_t>(kr.kc, std::max<int64_t>(K, 1));
-  const int64_t strips = ceil_div(rows, MR), panels = ceil_div(cols, NR);
-  const int nt = threads_for(2.0 * double(rows) * double(K) * double(cols), strips);
-  // one strip of A per thread, allocated here: nothing may throw in the region
+// out (pixels x cols, row stride cols) = A . B for an image of `rows` rows
+// of `width` pixels, in strips of MR pixels of one row. B is packed by
+// pack_panels (K rows). A strip for which window(row, x0, m) gives a base
+// pointer reads A in place, A(i, k) = base[i * rs + koff[k]] (its windows lie
+// inside the image); any other strip has its rows gathered by
+// gather(pixel, k0, kc, dst) (A[pixel, k0 : k0+kc] to dst). Then
+// epilogue(p0, m) on each finished strip of pixels [p0, p0+m) while it is in
+// cache. The threads split the strips.
+template <class Window, class Gather, class Epilogue>
+void row_strip_gemm(const GemmKernels& kr, int64_t rows, int64_t width, int64_t K, int64_t cols,
+                    int64_t rs, const int64_t* koff, const Window& window, const Gather& gather,
+                    const float* bp, float* out, const Epilogue& epilogue) {
+  const int64_t MR = kr.mr, NR = kr.nr, KC = std::min<int64_t>(kr.kc, K);
+  const int64_t panels = ceil_div(cols, NR), per_row = ceil_div(width, MR);
+  const int64_t items = rows * per_row;
+  const int nt = threads_for(2.0 * double(rows * width) * double(K) * double(cols), items);
+  // one gathered strip per thread, allocated here: nothing may throw in the region
   float* a_all = workspace(Slot::conv_a, checked_mul(nt * MR, KC));
   parallel_region(nt, [&](int t, int nt_actual) {
     float* a = a_all + t * MR * KC;
-    const int64_t s0 = strips * t / nt_actual, s1 = strips * (t + 1) / nt_actual;
-    for (int64_t s = s0; s < s1; ++s) {
-      const int64_t r0 = s * MR, m = std::min(MR, rows - r0);
+    const int64_t i0 = items * t / nt_actual, i1 = items * (t + 1) / nt_actual;
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t row = item / per_row, x0 = item % per_row * MR;
+      const int64_t m = std::min(MR, width - x0), p0 = row * width + x0;
+      const float* base = window(row, x0, m);
       for (int64_t pc = 0; pc < K; pc += KC) {
         const int64_t kc = std::min(KC, K - pc);
-        for (int64_t i = 0; i < m; ++i) gather(r0 + i, pc, kc, a + i * kc);
         const float beta = pc == 0 ? 0.0f : 1.0f;
+        if (!base)
+          for (int64_t i = 0; i < m; ++i) gather(p0 + i, pc, kc, a + i * kc);
         for (int64_t p = 0; p < panels; ++p) {
           const int64_t j = p * NR, n = std::min(NR, cols - j);
-          kr.tile_strided(kc, a, kc, 1, bp + (p * K + pc) * NR, NR, out + r0 * cols + j, cols, m,
-                          n, 1.0f, beta);
+          const float* bj = bp + (p * K + pc) * NR;
+          float* c = out + p0 * cols + j;
+          if (base)
+            kr.tile_indexed(kc, base, rs, koff + pc, bj, NR, c, cols, m, n, 1.0f, beta);
+          else
+            kr.tile_strided(kc, a, kc, 1, bj, NR, c, cols, m, n, 1.0f, beta);
         }
       }
-      epilogue(r0, m);
+      epilogue(p0, m);
     }
   });
 }
@@ -187,54 +199,26 @@ void conv2d_forward(const Window2d& s, int64_t F, const float* x, const float* w
     epilogue(0, P);
     return;
   }
-  const int64_t MR = kr.mr, NR = kr.nr, KC = std::min<int64_t>(kr.kc, K), panels = ceil_div(F, NR);
-  float* bp = workspace(Slot::conv_b, checked_mul(K, panels * NR));
-  pack_panels(K, F, NR, [&](int64_t k, int64_t f) { return w[k * F + f]; }, bp);
-  // Strips of MR pixels of one output row. A strip whose windows all lie
-  // inside the image is read in place (tile_indexed: pixel i of the strip
-  // at i * stride * C, tap element k at koff[k]); a strip touching the
-  // padding is gathered first.
-  const int64_t C = s.c, W = s.w.in, OW = s.w.out;
+  float* bp = workspace(Slot::conv_b, checked_mul(K, ceil_div(F, kr.nr) * kr.nr));
+  pack_panels(K, F, kr.nr, [&](int64_t k, int64_t f) { return w[k * F + f]; }, bp);
+  // in place: pixel i of a strip at i * stride * C, tap element k = (t, c)
+  // at koff[k]
+  const int64_t C = s.c, W = s.w.in;
   std::vector<int64_t> koff(static_cast<size_t>(K));
   for (int64_t k = 0; k < K; ++k) {
     const int64_t t = k / C;
     koff[size_t(k)] = (t / s.w.k * s.h.dilation * W + t % s.w.k * s.w.dilation) * C + k % C;
   }
-  const int64_t per_row = ceil_div(OW, MR), items = s.n * s.h.out * per_row;
-  const int nt = threads_for(2.0 * double(P) * double(K) * double(F), items);
-  float* a_all = workspace(Slot::conv_a, checked_mul(nt * MR, KC));
-  const Im2colRow im2col{s, x};
   const int64_t reach_h = (s.h.k - 1) * s.h.dilation, reach_w = (s.w.k - 1) * s.w.dilation;
-  parallel_region(nt, [&](int t, int nt_actual) {
-    float* a = a_all + t * MR * KC;
-    const int64_t i0 = items * t / nt_actual, i1 = items * (t + 1) / nt_actual;
-    for (int64_t item = i0; item < i1; ++item) {
-      const int64_t row = item / per_row, ow0 = item % per_row * MR;
-      const int64_t n = row / s.h.out, oh = row % s.h.out, m = std::min(MR, OW - ow0);
-      const int64_t ih0 = oh * s.h.stride - s.h.pad_before, iw0 = ow0 * s.w.stride - s.w.pad_before;
-      const bool inside = ih0 >= 0 && ih0 + reach_h < s.h.in && iw0 >= 0 &&
-                          iw0 + (m - 1) * s.w.stride + reach_w < W;
-      const float* base = x + ((n * s.h.in + ih0) * W + iw0) * C;
-      const int64_t q0 = row * OW + ow0;
-      for (int64_t pc = 0; pc < K; pc += KC) {
-        const int64_t kc = std::min(KC, K - pc);
-        const float beta = pc == 0 ? 0.0f : 1.0f;
-        if (!inside)
-          for (int64_t i = 0; i < m; ++i) im2col(q0 + i, pc, kc, a + i * kc);
-        for (int64_t p = 0; p < panels; ++p) {
-          const int64_t j = p * NR, nn = std::min(NR, F - j);
-          const float* bj = bp + (p * K + pc) * NR;
-          float* out = y + q0 * F + j;
-          if (inside)
-            kr.tile_indexed(kc, base, s.w.stride * C, koff.data() + pc, bj, NR, out, F, m, nn,
-                            1.0f, beta);
-          else
-            kr.tile_strided(kc, a, kc, 1, bj, NR, out, F, m, nn, 1.0f, beta);
-        }
-      }
-      epilogue(q0, m);
-    }
-  });
+  auto window = [&](int64_t row, int64_t ow0, int64_t m) -> const float* {
+    const int64_t n = row / s.h.out, oh = row % s.h.out;
+    const int64_t ih0 = oh * s.h.stride - s.h.pad_before, iw0 = ow0 * s.w.stride - s.w.pad_before;
+    const bool inside = ih0 >= 0 && ih0 + reach_h < s.h.in && iw0 >= 0 &&
+                        iw0 + (m - 1) * s.w.stride + reach_w < W;
+    return inside ? x + ((n * s.h.in + ih0) * W + iw0) * C : nullptr;
+  };
+  row_strip_gemm(kr, s.n * s.h.out, s.w.out, K, F, s.w.stride * C, koff.data(), window,
+                 Im2colRow{s, x}, bp, y, epilogue);
 }
 
 void conv2d_backward_data(const Window2d& s, int64_t F, const float* dy, const float* w,
@@ -250,7 +234,27 @@ void conv2d_backward_data(const Window2d& s, int64_t F, const float* dy, const f
   float* bp = workspace(Slot::conv_b, checked_mul(Kd, ceil_div(C, kr.nr) * kr.nr));
   pack_panels(Kd, C, kr.nr, [&](int64_t k, int64_t c) { return w[(k / F * C + c) * F + k % F]; },
               bp);
-  implicit_gemm(kr, Q, Kd, C, DyRow{s, F, dy}, bp, dx, [](int64_t, int64_t) {});
+  // With stride 1, input pixel (ih, iw) takes tap (kh, kw) from output pixel
+  // (ih + pad - kh*dh, iw + pad - kw*dw): a strip whose taps all land in dy
+  // reads it in place (pixel i at i * F, element (t, f) at koff[k]).
+  const int64_t OW = s.w.out;
+  std::vector<int64_t> koff(static_cast<size_t>(Kd));
+  for (int64_t k = 0; k < Kd; ++k) {
+    const int64_t t = k / F;
+    koff[size_t(k)] = -(t / s.w.k * s.h.dilation * OW + t % s.w.k * s.w.dilation) * F + k % F;
+  }
+  const bool unit_stride = s.h.stride == 1 && s.w.stride == 1;
+  const int64_t reach_h = (s.h.k - 1) * s.h.dilation, reach_w = (s.w.k - 1) * s.w.dilation;
+  auto window = [&](int64_t row, int64_t iw0, int64_t m) -> const float* {
+    if (!unit_stride) return nullptr;
+    const int64_t n = row / s.h.in, oh0 = row % s.h.in + s.h.pad_before;
+    const int64_t ow0 = iw0 + s.w.pad_before;
+    const bool inside = oh0 - reach_h >= 0 && oh0 < s.h.out && ow0 - reach_w >= 0 &&
+                        ow0 + m - 1 < OW;
+    return inside ? dy + ((n * s.h.out + oh0) * OW + ow0) * F : nullptr;
+  };
+  row_strip_gemm(kr, s.n * s.h.in, s.w.in, Kd, C, F, koff.data(), window, DyRow{s, F, dy}, bp, dx,
+                 [](int64_t, int64_t) {});
 }
 
 void conv2d_backward_weight(const Window2d& s, int64_t F, const float* x, const float* dy,
