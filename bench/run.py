@@ -449,7 +449,8 @@ def flagship_layers(batch, torch):
             for p in params:
                 p.grad = None
             f().backward(g)
-        layer = {"name": name, "fastnn": (f, fwd_bwd), "torch": {}}
+        layer = {"name": name, "fastnn": (f, fwd_bwd), "torch": {},
+                 "check": (kind, x, w if kind != "pool" else None)}
         if torch is not None:
             for fmt in ("nchw", "channels_last"):
                 layer["torch"][fmt] = torch_layer(torch, kind, x, w if kind != "pool" else None,
@@ -487,6 +488,28 @@ def torch_layer(torch, kind, x, w, g, first, fmt):
     return f, fwd_bwd
 
 
+def check_layer(layer):
+    """Raises BenchError unless the layer's fastnn forward matches a plain
+    reference: the C++ loop version of the convolution (bias 0, ReLU), NumPy
+    for pooling and dense layers."""
+    kind, x, w = layer["check"]
+    got = layer["fastnn"][0]().numpy()
+    if kind == "conv":
+        want = fastnn._C.conv2d_reference(x, w, None, 1, 1, "same", 0, 0, 1, 1, True)
+    elif kind == "pool":
+        n, h, wd, c = x.shape
+        want = x.reshape(n, h // 2, 2, wd // 2, 2, c).max(axis=(2, 4))
+    else:
+        want = x.astype(np.float64) @ w
+        if w.shape[1] != 10:
+            want = np.maximum(want, 0)
+    scale = float(np.abs(want).max()) or 1.0
+    err = float(np.abs(got - want).max()) / scale
+    if not err <= 1e-4:
+        raise BenchError(f"{layer['name']}: fastnn's output differs from the reference by "
+                         f"{err:.2e} (relative to its largest value)")
+
+
 def run_conv(args, session):
     torch = import_torch()
     print(f"timing: best of {args.repeat} interleaved samples of >= {args.min_time} s each; "
@@ -502,6 +525,7 @@ def run_conv(args, session):
             totals = {"fastnn_fwd_ms": 0.0, "torch_fwd_ms": 0.0, "fastnn_fb_ms": 0.0,
                       "torch_fb_ms": 0.0}
             for layer in layers:
+                check_layer(layer)
                 fns = {"fastnn_fwd": layer["fastnn"][0], "fastnn_fb": layer["fastnn"][1]}
                 for fmt, (f, fb) in layer["torch"].items():
                     fns[f"{fmt}_fwd"], fns[f"{fmt}_fb"] = f, fb

@@ -809,3 +809,25 @@ def test_to_checks_the_device_even_before_the_weights_exist():
     layer = nn.Dense(2).to("CPU")
     layer(rand(1, 3))
     assert layer.kernel.device == "cpu"
+
+
+def test_batchnorm_empty_batch_keeps_moving_statistics():
+    bn = nn.BatchNormalization()
+    bn(np.ones((4, 3), np.float32))
+    before = {k: v.copy() for k, v in bn.state_dict().items()}
+    out = bn(np.ones((0, 3), np.float32))
+    assert out.shape == (0, 3)
+    for k, v in bn.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_training_argument_sets_the_mode_for_one_call():
+    fastnn.manual_seed(0)
+    model = nn.Sequential([nn.Dense(4), nn.Dropout(0.5)])
+    x = np.ones((2, 3), np.float32)
+    out = model(x, training=False).numpy()
+    np.testing.assert_array_equal(out, model(x, training=False).numpy())  # dropout off
+    assert model.training and model[1].training  # the previous mode is back
+    model.eval()
+    model(x, training=True)
+    assert not model.training and not model[1].training

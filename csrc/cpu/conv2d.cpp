@@ -204,13 +204,17 @@ void conv2d_forward(const Window2d& s, int64_t F, const float* x, const float* w
   // in place: pixel i of a strip at i * stride * C, tap element k = (t, c)
   // at koff[k]
   const int64_t C = s.c, W = s.w.in;
+  const int64_t reach_h = (s.h.k - 1) * s.h.dilation, reach_w = (s.w.k - 1) * s.w.dilation;
+  // a window wider than the image is never inside it (and its offsets
+  // need not fit in 64 bits)
+  const bool can_be_inside = reach_h < s.h.in && reach_w < W;
   std::vector<int64_t> koff(static_cast<size_t>(K));
-  for (int64_t k = 0; k < K; ++k) {
+  for (int64_t k = 0; can_be_inside && k < K; ++k) {
     const int64_t t = k / C;
     koff[size_t(k)] = (t / s.w.k * s.h.dilation * W + t % s.w.k * s.w.dilation) * C + k % C;
   }
-  const int64_t reach_h = (s.h.k - 1) * s.h.dilation, reach_w = (s.w.k - 1) * s.w.dilation;
   auto window = [&](int64_t row, int64_t ow0, int64_t m) -> const float* {
+    if (!can_be_inside) return nullptr;
     const int64_t n = row / s.h.out, oh = row % s.h.out;
     const int64_t ih0 = oh * s.h.stride - s.h.pad_before, iw0 = ow0 * s.w.stride - s.w.pad_before;
     const bool inside = ih0 >= 0 && ih0 + reach_h < s.h.in && iw0 >= 0 &&
@@ -238,15 +242,16 @@ void conv2d_backward_data(const Window2d& s, int64_t F, const float* dy, const f
   // (ih + pad - kh*dh, iw + pad - kw*dw): a strip whose taps all land in dy
   // reads it in place (pixel i at i * F, element (t, f) at koff[k]).
   const int64_t OW = s.w.out;
+  const int64_t reach_h = (s.h.k - 1) * s.h.dilation, reach_w = (s.w.k - 1) * s.w.dilation;
+  const bool can_be_inside =
+      s.h.stride == 1 && s.w.stride == 1 && reach_h < s.h.out && reach_w < OW;
   std::vector<int64_t> koff(static_cast<size_t>(Kd));
-  for (int64_t k = 0; k < Kd; ++k) {
+  for (int64_t k = 0; can_be_inside && k < Kd; ++k) {
     const int64_t t = k / F;
     koff[size_t(k)] = -(t / s.w.k * s.h.dilation * OW + t % s.w.k * s.w.dilation) * F + k % F;
   }
-  const bool unit_stride = s.h.stride == 1 && s.w.stride == 1;
-  const int64_t reach_h = (s.h.k - 1) * s.h.dilation, reach_w = (s.w.k - 1) * s.w.dilation;
   auto window = [&](int64_t row, int64_t iw0, int64_t m) -> const float* {
-    if (!unit_stride) return nullptr;
+    if (!can_be_inside) return nullptr;
     const int64_t n = row / s.h.in, oh0 = row % s.h.in + s.h.pad_before;
     const int64_t ow0 = iw0 + s.w.pad_before;
     const bool inside = oh0 - reach_h >= 0 && oh0 < s.h.out && ow0 - reach_w >= 0 &&

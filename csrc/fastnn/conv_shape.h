@@ -33,12 +33,17 @@ inline int64_t effective_window(int64_t k, int64_t dilation) { return (k - 1) * 
 // bad sizes.
 inline void resolve_axis(WindowAxis& a, Padding mode, int64_t explicit_pad, const char* fn,
                          const char* axis) {
-  FASTNN_CHECK(a.k >= 1, fn, ": the window's ", axis, " must be >= 1, got ", a.k);
-  FASTNN_CHECK(a.stride >= 1, fn, ": argument 'stride' must be >= 1, got ", a.stride, " (", axis,
-               ")");
-  FASTNN_CHECK(a.dilation >= 1, fn, ": argument 'dilation' must be >= 1, got ", a.dilation, " (",
-               axis, ")");
-  FASTNN_CHECK(a.in >= 0, fn, ": negative input ", axis, " ", a.in);
+  // Window sizes, strides, dilations and pads up to 2^31 - 1: every product
+  // below then fits in 64 bits (a window reaches at most 2^62 cells).
+  constexpr int64_t kMax = (int64_t(1) << 31) - 1;
+  FASTNN_CHECK(a.k >= 1 && a.k <= kMax, fn, ": the window's ", axis, " must be in [1, ", kMax,
+               "], got ", a.k);
+  FASTNN_CHECK(a.stride >= 1 && a.stride <= kMax, fn, ": argument 'stride' must be in [1, ", kMax,
+               "], got ", a.stride, " (", axis, ")");
+  FASTNN_CHECK(a.dilation >= 1 && a.dilation <= kMax, fn, ": argument 'dilation' must be in [1, ",
+               kMax, "], got ", a.dilation, " (", axis, ")");
+  FASTNN_CHECK(a.in >= 0 && a.in <= (int64_t(1) << 48), fn, ": input ", axis, " ", a.in,
+               " out of range");
   const int64_t span = effective_window(a.k, a.dilation);
   switch (mode) {
     case Padding::valid:
@@ -48,16 +53,17 @@ inline void resolve_axis(WindowAxis& a, Padding mode, int64_t explicit_pad, cons
       a.out = (a.in - span) / a.stride + 1;
       break;
     case Padding::same: {
-      a.out = (a.in + a.stride - 1) / a.stride;
-      const int64_t need = (a.out - 1) * a.stride + span - a.in;
+      a.out = a.in == 0 ? 0 : (a.in - 1) / a.stride + 1;  // ceil(in / stride)
+      const int64_t need = a.out == 0 ? 0 : (a.out - 1) * a.stride + span - a.in;
       const int64_t total = need > 0 ? need : 0;
       a.pad_before = total / 2;
       a.pad_after = total - a.pad_before;
       break;
     }
     case Padding::explicit_:
-      FASTNN_CHECK(explicit_pad >= 0, fn, ": argument 'padding' must not be negative, got ",
-                   explicit_pad, " (", axis, ")");
+      FASTNN_CHECK(explicit_pad >= 0 && explicit_pad <= kMax, fn,
+                   ": argument 'padding' must be in [0, ", kMax, "], got ", explicit_pad, " (",
+                   axis, ")");
       a.pad_before = a.pad_after = explicit_pad;
       FASTNN_CHECK(a.in + 2 * explicit_pad >= span, fn, ": the window spans ", span,
                    " cells along the ", axis, " but the padded input has ",

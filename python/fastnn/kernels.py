@@ -36,14 +36,17 @@ def gemm(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, c=None):
 
 
 # ---------------------------------------------------------------- convolution and pooling
+_MAX_WINDOW = 2**31 - 1  # window sizes, strides, dilations and pads (the kernels' limit)
+
+
 def _pair(value, name, fn):
     """An int or a pair of ints >= 1 as (height, width)."""
     items = value if isinstance(value, (tuple, list)) else (value, value)
     if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
                               for v in items):
         raise TypeError(f"{fn}: argument '{name}' must be an int or a pair of ints, got {value!r}")
-    if min(items) < 1:
-        raise ValueError(f"{fn}: argument '{name}' must be >= 1, got {value!r}")
+    if min(items) < 1 or max(items) > _MAX_WINDOW:
+        raise ValueError(f"{fn}: argument '{name}' must be in [1, {_MAX_WINDOW}], got {value!r}")
     return int(items[0]), int(items[1])
 
 
@@ -62,8 +65,9 @@ def _padding(padding, fn, explicit=True):
                               for v in items):
         raise TypeError(f"{fn}: argument 'padding' must be 'valid', 'same', an int or (ph, pw), "
                         f"got {padding!r}")
-    if min(items) < 0:
-        raise ValueError(f"{fn}: argument 'padding' must not be negative, got {padding!r}")
+    if min(items) < 0 or max(items) > _MAX_WINDOW:
+        raise ValueError(f"{fn}: argument 'padding' must be in [0, {_MAX_WINDOW}], got "
+                         f"{padding!r}")
     return "explicit", int(items[0]), int(items[1])
 
 

@@ -43,8 +43,18 @@ class Module:
         object.__setattr__(self, "_modules", {})
         object.__setattr__(self, "training", True)
 
-    def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+    def __call__(self, *args, training=None, **kwargs):
+        """forward(*args); ``training=True/False`` (as in Keras) sets the mode of
+        this module and its children for this call only."""
+        if training is None:
+            return self.forward(*args, **kwargs)
+        previous = [(m, m.training) for m in self.modules()]
+        self.train(bool(training))
+        try:
+            return self.forward(*args, **kwargs)
+        finally:
+            for m, mode in previous:
+                object.__setattr__(m, "training", mode)
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__}.forward is not implemented")
@@ -794,6 +804,8 @@ class BatchNormalization(Layer):
             centred = x - mean
             var = (centred * centred).mean(axis=reduce, keepdims=True)
             y = centred / (var + self.epsilon).sqrt()
+            if x.size == 0:  # no statistics in an empty batch: keep the moving ones
+                return self._affine(y, bshape)
             with no_grad():
                 m = self.momentum
                 mm, mv = self.moving_mean, self.moving_variance
@@ -802,6 +814,9 @@ class BatchNormalization(Layer):
         else:
             mean = self.moving_mean.reshape(bshape)
             y = (x - mean) / (self.moving_variance.reshape(bshape) + self.epsilon).sqrt()
+        return self._affine(y, bshape)
+
+    def _affine(self, y, bshape):
         if self.scale:
             y = y * self.gamma.reshape(bshape)
         if self.center:
