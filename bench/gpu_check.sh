@@ -98,7 +98,7 @@ assert c.is_available(), 'the CUDA build sees no GPU: ' + c._C_cuda.init_error()
   exit 1
 fi
 
-CUDA_TESTS="$REPO/tests/test_cuda_gemm.py $REPO/tests/test_cuda_ops.py $REPO/tests/test_autograd_devices.py"
+CUDA_TESTS="$REPO/tests/test_cuda_gemm.py $REPO/tests/test_cuda_ops.py $REPO/tests/test_cuda_conv.py $REPO/tests/test_autograd_devices.py"
 # shellcheck disable=SC2086
 step test_cuda 150 test_cuda.txt \
   $PY -m pytest -q -p no:cacheprovider -rs $CUDA_TESTS
@@ -123,7 +123,8 @@ fi
 
 step test_cpu 60 test_cpu.txt \
   $PY -m pytest -q -x -p no:cacheprovider "$REPO/tests" --ignore="$REPO/tests/test_cuda_gemm.py" \
-  --ignore="$REPO/tests/test_cuda_ops.py" --ignore="$REPO/tests/test_autograd_devices.py"
+  --ignore="$REPO/tests/test_cuda_ops.py" --ignore="$REPO/tests/test_cuda_conv.py" \
+  --ignore="$REPO/tests/test_autograd_devices.py"
 
 log "done, status $status"
 exit $status

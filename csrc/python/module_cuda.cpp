@@ -14,9 +14,11 @@
 #include <string>
 #include <vector>
 
+#include "cuda/conv2d.h"
 #include "cuda/device_buffer.h"
 #include "cuda/gemm.h"
 #include "cuda/pointwise.h"
+#include "cuda/pool2d.h"
 #include "fastnn/check.h"
 
 namespace py = pybind11;
@@ -503,4 +505,83 @@ PYBIND11_MODULE(_C_cuda, m) {
   m.def("device_info", &device_info, py::arg("device") = 0,
         "name, compute_capability, multiprocessors and total_memory of a GPU");
   bind_pointwise(m);
+
+  // Convolution and pooling (csrc/cuda/conv2d.h, pool2d.h), with fastnn._C's
+  // arguments: x (N,H,W,C), w (KH,KW,C,F), b (F,) and dy as DeviceArrays;
+  // padding "valid", "same" or "explicit" (ph, pw; convolutions only).
+  m.def(
+      "conv2d",
+      [](const py::object& x_obj, const py::object& w_obj, const py::object& b_obj, int64_t sh,
+         int64_t sw, const std::string& padding, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+         bool relu) {
+        const char* fn = "conv2d";
+        const DeviceBuffer& x = device_arg(x_obj, fn, "x");
+        const DeviceBuffer& w = device_arg(w_obj, fn, "w");
+        const DeviceBuffer* b = b_obj.is_none() ? nullptr : &device_arg(b_obj, fn, "b");
+        const cu::Conv2dOptions o{sh, sw, padding, ph, pw, dh, dw};
+        py::gil_scoped_release release;
+        return cu::conv2d(x, w, b, o, relu);
+      },
+      py::arg("x"), py::arg("w"), py::arg("b").none(true), py::arg("sh"), py::arg("sw"),
+      py::arg("padding"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"),
+      py::arg("relu"), "y = conv(x, w) + b (then ReLU): NHWC x, HWIO w");
+  m.def(
+      "conv2d_backward",
+      [](const py::object& x_obj, const py::object& w_obj, const py::object& dy_obj, int64_t sh,
+         int64_t sw, const std::string& padding, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+         bool need_dx, bool need_dw, bool need_db) {
+        const char* fn = "conv2d_backward";
+        const DeviceBuffer& x = device_arg(x_obj, fn, "x");
+        const DeviceBuffer& w = device_arg(w_obj, fn, "w");
+        const DeviceBuffer& dy = device_arg(dy_obj, fn, "dy");
+        const cu::Conv2dOptions o{sh, sw, padding, ph, pw, dh, dw};
+        cu::Conv2dGrads g;
+        {
+          py::gil_scoped_release release;
+          g = cu::conv2d_backward(x, w, dy, o, need_dx, need_dw, need_db);
+        }
+        const auto out = [](std::optional<DeviceBuffer>& d) -> py::object {
+          return d ? py::cast(std::move(*d)) : py::none();
+        };
+        return py::make_tuple(out(g.dx), out(g.dw), out(g.db));
+      },
+      py::arg("x"), py::arg("w"), py::arg("dy"), py::arg("sh"), py::arg("sw"),
+      py::arg("padding"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"),
+      py::arg("need_dx"), py::arg("need_dw"), py::arg("need_db"),
+      "(dx, dw, db), None where not asked for");
+
+  using PoolFn = DeviceBuffer (*)(const DeviceBuffer&, int64_t, int64_t, int64_t, int64_t,
+                                  const std::string&);
+  using PoolBackwardFn = DeviceBuffer (*)(const DeviceBuffer&, const DeviceBuffer&, int64_t,
+                                          int64_t, int64_t, int64_t, const std::string&);
+  const auto bind_pool = [&m](const char* name, PoolFn fwd, const char* bwd_name,
+                              PoolBackwardFn bwd, const char* doc, const char* bwd_doc) {
+    m.def(
+        name,
+        [name, fwd](const py::object& x_obj, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                    const std::string& padding) {
+          const DeviceBuffer& x = device_arg(x_obj, name, "x");
+          py::gil_scoped_release release;
+          return fwd(x, kh, kw, sh, sw, padding);
+        },
+        py::arg("x"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"),
+        py::arg("padding"), doc);
+    m.def(
+        bwd_name,
+        [bwd_name, bwd](const py::object& x_obj, const py::object& dy_obj, int64_t kh,
+                        int64_t kw, int64_t sh, int64_t sw, const std::string& padding) {
+          const DeviceBuffer& x = device_arg(x_obj, bwd_name, "x");
+          const DeviceBuffer& dy = device_arg(dy_obj, bwd_name, "dy");
+          py::gil_scoped_release release;
+          return bwd(x, dy, kh, kw, sh, sw, padding);
+        },
+        py::arg("x"), py::arg("dy"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"),
+        py::arg("padding"), bwd_doc);
+  };
+  bind_pool("max_pool2d", &cu::max_pool2d, "max_pool2d_backward", &cu::max_pool2d_backward,
+            "y (N, OH, OW, C) = the max of each window of x (N, H, W, C); NaN wins",
+            "dx: each window's gradient to its first maximum, summed");
+  bind_pool("avg_pool2d", &cu::avg_pool2d, "avg_pool2d_backward", &cu::avg_pool2d_backward,
+            "y (N, OH, OW, C) = the mean of the real (unpadded) cells of each window of x",
+            "dx: each window's gradient spread evenly over its real cells, summed");
 }
