@@ -184,6 +184,32 @@ class FakeCudaModule:
         self._count("cross_entropy_backward")
         return _d(_C.cross_entropy_backward(_h(prob), labels, scale))
 
+    def conv2d(self, x, w, b, *window_and_relu):
+        self._count("conv2d")
+        return _d(_C.conv2d(_h(x), _h(w), None if b is None else _h(b), *window_and_relu))
+
+    def conv2d_backward(self, x, w, dy, *window_and_needs):
+        self._count("conv2d_backward")
+        grads = _C.conv2d_backward(_h(x), _h(w), _h(dy), *window_and_needs)
+        return tuple(None if g is None else _d(g) for g in grads)
+
+    def _pool(self, name, *args):
+        self._count(name)
+        host = [_h(a) if isinstance(a, FakeDeviceArray) else a for a in args]
+        return _d(getattr(_C, name)(*host))
+
+    def max_pool2d(self, *args):
+        return self._pool("max_pool2d", *args)
+
+    def max_pool2d_backward(self, *args):
+        return self._pool("max_pool2d_backward", *args)
+
+    def avg_pool2d(self, *args):
+        return self._pool("avg_pool2d", *args)
+
+    def avg_pool2d_backward(self, *args):
+        return self._pool("avg_pool2d_backward", *args)
+
     def dropout(self, x, rate, key):
         self._count("dropout")
         return _d(_C.dropout(_h(x), rate, key))

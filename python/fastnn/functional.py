@@ -713,16 +713,21 @@ def dropout(x, rate, training=True):
 
 
 # ---------------------------------------------------------------- convolution and pooling
-def _image_input(x, fn):
-    """x as a float32 NHWC CPU tensor and its C-contiguous array."""
-    x = _tensor(x, fn)
-    _cpu_only(fn, x)
+def _image_input(x, fn, name="x"):
+    """x as a 4-D float32 tensor, its array as the kernels take it (C-contiguous
+    float32 on the CPU), and the kernel module of its device."""
+    x = _tensor(x, fn, name)
     d = x._data
-    if d.dtype != np.float32 or not d.flags.c_contiguous:
-        d = np.ascontiguousarray(d, dtype=np.float32)
-    if d.ndim != 4:
-        raise ValueError(f"{fn}: argument 'x' must be 4-D (N, H, W, C), got shape {d.shape}")
-    return x, d
+    if type(d) is _ndarray:
+        if d.dtype != np.float32 or not d.flags.c_contiguous:
+            d = np.ascontiguousarray(d, dtype=np.float32)
+        module = _K._C
+    else:
+        module = _cuda._C_cuda
+    if name == "x" and d.ndim != 4:
+        raise ValueError(f"{fn}: argument 'x' must be 4-D (N, H, W, C), got shape "
+                         f"{tuple(d.shape)}")
+    return x, d, module
 
 
 def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None):
@@ -731,54 +736,52 @@ def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None)
     padding: "valid", "same" (Keras's rule: output = ceil(input / stride)) or
     an int / (ph, pw); stride and dilation: an int or (sh, sw).
     activation="relu" fuses the ReLU into the kernel. Computes in float32."""
-    x, dx = _image_input(x, "conv2d")
-    w = _tensor(w, "conv2d", "w")
-    _cpu_only("conv2d", x, w)
-    dw = np.ascontiguousarray(w._data, dtype=np.float32)
-    if b is not None:
-        b = _tensor(b, "conv2d", "b")
-        _cpu_only("conv2d", x, b)
-        db = np.ascontiguousarray(b._data, dtype=np.float32)
-    else:
-        db = None
-    out = _K.conv2d(dx, dw, db, stride, padding, dilation, activation)
+    relu = _K._check_activation(activation, "conv2d")
+    x, dx, module = _image_input(x, "conv2d")
+    w, dw, _ = _image_input(w, "conv2d", "w")
+    b, db, _ = _image_input(b, "conv2d", "b") if b is not None else (None, None, None)
+    xp = _xp("conv2d", x, w, b)
+    window = _K._conv_window(stride, padding, dilation, "conv2d")
+    out = module.conv2d(dx, dw, db, *window, relu)
     if not (_mode.enabled and (x._rg or w._rg or (b is not None and b._rg))):
         return _wrap(out)
-    sh, sw = _K._pair(stride, "stride", "conv2d")
-    mode, ph, pw = _K._padding(padding, "conv2d")
-    dh, dwl = _K._pair(dilation, "dilation", "conv2d")
-    relu = activation == "relu"
 
     def backward(g):
-        g = np.ascontiguousarray(g, dtype=np.float32)
+        if xp is CPU:
+            g = np.ascontiguousarray(g, dtype=np.float32)
         if relu:
-            g = CPU.activation_backward("relu", out, g)
-        gx, gw, gb = _K._C.conv2d_backward(dx, dw, g, sh, sw, mode, ph, pw, dh, dwl, x._rg,
-                                           w._rg, b is not None and b._rg)
+            g = xp.activation_backward("relu", out, g)
+        gx, gw, gb = module.conv2d_backward(dx, dw, g, *window, x._rg, w._rg,
+                                            b is not None and b._rg)
         return (gx, gw) if b is None else (gx, gw, gb)
     return _record(out, (x, w) if b is None else (x, w, b), backward, "Conv2dBackward")
 
 
-def _pool(name, forward, backward_kernel, doc):
+def _pool(name, doc):
     label = "".join(p.capitalize() for p in name.split("_")) + "Backward"
 
     def op(x, pool_size=2, strides=None, padding="valid"):
-        x, d = _image_input(x, name)
-        out = forward(d, pool_size, strides, padding)
+        x, d, module = _image_input(x, name)
+        window = _K._pool_window(pool_size, strides, padding, name)
+        out = getattr(module, name)(d, *window)
         if not (_mode.enabled and x._rg):
             return _wrap(out)
-        return _record(out, (x,), lambda g: (backward_kernel(d, g, pool_size, strides, padding),),
-                       label)
+
+        def backward(g):
+            if type(g) is _ndarray:
+                g = np.ascontiguousarray(g, dtype=np.float32)
+            return (getattr(module, name + "_backward")(d, g, *window),)
+        return _record(out, (x,), backward, label)
     op.__name__ = name
     op.__doc__ = doc
     return op
 
 
-max_pool2d = _pool("max_pool2d", _K.max_pool2d, _K.max_pool2d_backward,
+max_pool2d = _pool("max_pool2d",
                    "The maximum over each window of NHWC images (strides default to the "
                    "pool size; padding 'valid' or 'same'); the gradient goes to each window's "
                    "first maximum.")
-avg_pool2d = _pool("avg_pool2d", _K.avg_pool2d, _K.avg_pool2d_backward,
+avg_pool2d = _pool("avg_pool2d",
                    "The mean over each window of NHWC images, counting only the real "
                    "(unpadded) cells, as Keras.")
 

@@ -78,24 +78,33 @@ def _image(x, name, fn):
     return np.ascontiguousarray(x)
 
 
+def _conv_window(stride, padding, dilation, fn):
+    """(sh, sw, mode, ph, pw, dh, dw) as the bindings take them."""
+    return _pair(stride, "stride", fn) + _padding(padding, fn) + _pair(dilation, "dilation", fn)
+
+
 def _conv_args(x, w, stride, padding, dilation, fn):
     x = _image(x, "x", fn)
     w = np.ascontiguousarray(as_float32(w, "w", fn))
-    return (x, w) + _pair(stride, "stride", fn) + _padding(padding, fn) + _pair(
-        dilation, "dilation", fn)
+    return (x, w) + _conv_window(stride, padding, dilation, fn)
+
+
+def _check_activation(activation, fn):
+    if activation not in (None, "relu", "linear"):
+        raise ValueError(f"{fn}: argument 'activation' must be None or 'relu', got {activation!r}")
+    return activation == "relu"
 
 
 def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None):
     """y = conv(x, w) + b over NHWC images with an HWIO kernel (cross-correlation,
     as Keras and PyTorch). padding: "valid", "same" (Keras's rule) or an int /
     (ph, pw); stride, dilation: an int or (sh, sw). activation "relu" fuses a ReLU."""
-    if activation not in (None, "relu", "linear"):
-        raise ValueError(f"conv2d: argument 'activation' must be None or 'relu', got {activation!r}")
+    relu = _check_activation(activation, "conv2d")
     args = _conv_args(x, w, stride, padding, dilation, "conv2d")
     if b is not None:
         b = np.ascontiguousarray(as_float32(b, "b", "conv2d"))
     x, w, sh, sw, mode, ph, pw, dh, dw = args
-    return _C.conv2d(x, w, b, sh, sw, mode, ph, pw, dh, dw, activation == "relu")
+    return _C.conv2d(x, w, b, sh, sw, mode, ph, pw, dh, dw, relu)
 
 
 def conv2d_backward(x, w, dy, stride=1, padding="valid", dilation=1):
@@ -106,12 +115,15 @@ def conv2d_backward(x, w, dy, stride=1, padding="valid", dilation=1):
     return _C.conv2d_backward(x, w, dy, sh, sw, mode, ph, pw, dh, dw, True, True, True)
 
 
-def _pool_args(x, pool_size, strides, padding, fn):
-    x = _image(x, "x", fn)
+def _pool_window(pool_size, strides, padding, fn):
+    """(kh, kw, sh, sw, mode) as the bindings take them."""
     kh, kw = _pair(pool_size, "pool_size", fn)
     sh, sw = (kh, kw) if strides is None else _pair(strides, "strides", fn)
-    mode, _, _ = _padding(padding, fn, explicit=False)
-    return x, kh, kw, sh, sw, mode
+    return kh, kw, sh, sw, _padding(padding, fn, explicit=False)[0]
+
+
+def _pool_args(x, pool_size, strides, padding, fn):
+    return (_image(x, "x", fn),) + _pool_window(pool_size, strides, padding, fn)
 
 
 def max_pool2d(x, pool_size=2, strides=None, padding="valid"):
