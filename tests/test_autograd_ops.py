@@ -25,6 +25,7 @@ import fastnn.functional as F
 from conftest import forced_isa, num_threads
 from fastnn import Tensor
 from reference import ops as ref
+from reference.checks import assert_within
 from reference.gemm import gemm_tolerance
 
 EPS32 = float(np.finfo(np.float32).eps)
@@ -53,25 +54,6 @@ def ulps(eps, *terms, k=8):
     for t in terms:
         total = total + np.abs(t)
     return k * eps * total + TINY32
-
-
-def assert_within(actual, want, tol, what="result"):
-    """|actual - want| <= tol element-wise (tol an array or a number), shapes
-    equal, NaN counting as wrong; the message names the worst element."""
-    actual = np.asarray(actual)
-    want = np.asarray(want, dtype=np.float64)
-    assert actual.shape == want.shape, f"{what}: shape {actual.shape}, want {want.shape}"
-    if actual.size == 0:
-        return
-    err = np.abs(actual.astype(np.float64) - want)
-    tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), err.shape)
-    bad = ~(err <= tol)
-    if bad.any():
-        i = np.unravel_index(np.argmax(np.where(bad, err / np.maximum(tol, 1e-300), -1.0)),
-                             err.shape)
-        raise AssertionError(
-            f"{what}: {int(bad.sum())} of {err.size} elements are off; worst at {i}: got "
-            f"{actual[i]!r}, want {want[i]!r}, error {err[i]:.3g} > tolerance {tol[i]:.3g}")
 
 
 def forward_backward(fn, arrays, consts=(), dtype=np.float32, dout=None, seed=1):

@@ -26,6 +26,7 @@ from conftest import num_threads
 from fastnn import _C
 from fastnn import kernels as K
 from reference import conv as ref
+from reference.checks import assert_within as _assert_within
 
 EPS32 = float(np.finfo(np.float32).eps)
 TINY32 = float(np.finfo(np.float32).tiny)  # flush-to-zero may drop denormals
@@ -44,23 +45,8 @@ def sum_tolerance(magnitude, terms):
 
 
 def assert_within(actual, want, tol, what="result"):
-    """actual is a float32 ndarray of want's shape, |actual - want| <= tol
-    element-wise, NaN counting as wrong; the message names the worst element."""
-    assert isinstance(actual, np.ndarray), f"{what}: {type(actual).__name__}, want ndarray"
-    assert actual.dtype == np.float32, f"{what}: dtype {actual.dtype}, want float32"
-    want = np.asarray(want, dtype=np.float64)
-    assert actual.shape == want.shape, f"{what}: shape {actual.shape}, want {want.shape}"
-    if actual.size == 0:
-        return
-    err = np.abs(actual.astype(np.float64) - want)
-    tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), err.shape)
-    bad = ~(err <= tol)
-    if bad.any():
-        i = np.unravel_index(np.argmax(np.where(bad, err / np.maximum(tol, 1e-300), -1.0)),
-                             err.shape)
-        raise AssertionError(
-            f"{what}: {int(bad.sum())} of {err.size} elements are off; worst at {i}: got "
-            f"{actual[i]!r}, want {want[i]!r}, error {err[i]:.3g} > tolerance {tol[i]:.3g}")
+    """A float32 ndarray within tol of want (reference.checks.assert_within)."""
+    _assert_within(actual, want, tol, what, dtype=np.float32)
 
 
 def assert_same_bits(actual, want, what):
