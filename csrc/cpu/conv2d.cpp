@@ -82,8 +82,18 @@ void row_strip_gemm(const GemmKernels& kr, int64_t rows, int64_t width, int64_t 
                     int64_t rs, const int64_t* koff, const Window& window, const Gather& gather,
                     const float* bp, float* out, const Epilogue& epilogue) {
   const int64_t MR = kr.mr, NR = kr.nr, KC = std::min<int64_t>(kr.kc, K);
-  const int64_t panels = ceil_div(cols, NR), per_row = ceil_div(width, MR);
-  const int64_t items = rows * per_row;
+  const int64_t panels = ceil_div(cols, NR);
+  // Row-aligned strips leave the last strip of each row short (a narrow
+  // image wastes much of the register tile) and only help when a row holds
+  // interior strips. Otherwise the image is treated as one long row of
+  // gathered full strips.
+  const int64_t short_rows = width % MR == 0 ? 0 : MR - width % MR;
+  const bool aligned = koff != nullptr && 4 * short_rows * rows <= rows * width;
+  if (!aligned) {
+    width *= rows;
+    rows = 1;
+  }
+  const int64_t per_row = ceil_div(width, MR), items = rows * per_row;
   const int nt = threads_for(2.0 * double(rows * width) * double(K) * double(cols), items);
   // one gathered strip per thread, allocated here: nothing may throw in the region
   float* a_all = workspace(Slot::conv_a, checked_mul(nt * MR, KC));
@@ -93,7 +103,7 @@ void row_strip_gemm(const GemmKernels& kr, int64_t rows, int64_t width, int64_t 
     for (int64_t item = i0; item < i1; ++item) {
       const int64_t row = item / per_row, x0 = item % per_row * MR;
       const int64_t m = std::min(MR, width - x0), p0 = row * width + x0;
-      const float* base = window(row, x0, m);
+      const float* base = aligned ? window(row, x0, m) : nullptr;
       for (int64_t pc = 0; pc < K; pc += KC) {
         const int64_t kc = std::min(KC, K - pc);
         const float beta = pc == 0 ? 0.0f : 1.0f;
@@ -221,7 +231,8 @@ void conv2d_forward(const Window2d& s, int64_t F, const float* x, const float* w
                         iw0 + (m - 1) * s.w.stride + reach_w < W;
     return inside ? x + ((n * s.h.in + ih0) * W + iw0) * C : nullptr;
   };
-  row_strip_gemm(kr, s.n * s.h.out, s.w.out, K, F, s.w.stride * C, koff.data(), window,
+  row_strip_gemm(kr, s.n * s.h.out, s.w.out, K, F, s.w.stride * C,
+                 can_be_inside ? koff.data() : nullptr, window,
                  Im2colRow{s, x}, bp, y, epilogue);
 }
 
@@ -258,7 +269,8 @@ void conv2d_backward_data(const Window2d& s, int64_t F, const float* dy, const f
                         ow0 + m - 1 < OW;
     return inside ? dy + ((n * s.h.out + oh0) * OW + ow0) * F : nullptr;
   };
-  row_strip_gemm(kr, s.n * s.h.in, s.w.in, Kd, C, F, koff.data(), window, DyRow{s, F, dy}, bp, dx,
+  row_strip_gemm(kr, s.n * s.h.in, s.w.in, Kd, C, F, can_be_inside ? koff.data() : nullptr, window,
+                 DyRow{s, F, dy}, bp, dx,
                  [](int64_t, int64_t) {});
 }
 
