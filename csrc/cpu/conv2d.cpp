@@ -297,6 +297,16 @@ void conv2d_backward_weight(const Window2d& s, int64_t F, const float* x, const 
   float* dwt = workspace(Slot::conv_c, checked_mul(F, K));
   const Im2colRow im2col{s, x};
   std::vector<Im2colRow::Origin> origins(size_t(nt) * size_t(KC));
+  // element j = (tap, c) of a pixel whose window lies inside the image is at
+  // koff[j] from the window's first cell (short channel runs make the
+  // gather slow: conv1 has C = 3)
+  const int64_t reach_h = (s.h.k - 1) * s.h.dilation, reach_w = (s.w.k - 1) * s.w.dilation;
+  const bool can_be_inside = reach_h < s.h.in && reach_w < s.w.in;
+  std::vector<int64_t> koff(static_cast<size_t>(K));
+  for (int64_t j = 0; can_be_inside && j < K; ++j) {
+    const int64_t t = j / C;
+    koff[size_t(j)] = (t / s.w.k * s.h.dilation * s.w.in + t % s.w.k * s.w.dilation) * C + j % C;
+  }
   parallel_region(nt, [&](int t, int nt_actual) {
     const int64_t p0 = panels * t / nt_actual, p1 = panels * (t + 1) / nt_actual;
     if (p0 >= p1) return;
@@ -311,7 +321,14 @@ void conv2d_backward_weight(const Window2d& s, int64_t F, const float* x, const 
         const int64_t j = p * NR, n = std::min(NR, K - j);
         for (int64_t k = 0; k < kc; ++k) {
           float* row = b_all + (p * KC + k) * NR;
-          im2col.gather(org[k], j, n, row);
+          const Im2colRow::Origin& o = org[k];
+          if (can_be_inside && o.ih0 >= 0 && o.ih0 + reach_h < s.h.in && o.iw0 >= 0 &&
+              o.iw0 + reach_w < s.w.in) {  // the whole window inside: read by offsets
+            const float* src = x + ((o.image_row + o.ih0) * s.w.in + o.iw0) * C;
+            for (int64_t jj = 0; jj < n; ++jj) row[jj] = src[koff[size_t(j + jj)]];
+          } else {
+            im2col.gather(o, j, n, row);
+          }
           if (n < NR) copy_run(row + n, nullptr, NR - n);
         }
       }
