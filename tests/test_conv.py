@@ -138,6 +138,11 @@ CONV_CASES = [
     C(1, 11, 10, 3, 5, 5, 12, stride=2),
     C(3, 12, 12, 3, 5, 5, 64, padding="same"),          # a first layer
     C(1, 6, 6, 96, 5, 5, 17, padding="same"),           # K = 2400: several K blocks
+    # few channels: the image padded once, dw summed over rows of pixels
+    C(2, 17, 19, 3, 3, 3, 20, stride=2, padding="same"),
+    C(2, 12, 14, 4, 3, 2, 9, padding="same", dilation=2),
+    C(1, 12, 20, 3, 3, 3, 17, stride=(1, 2), padding=1),
+    C(2, 9, 12, 1, 2, 3, 16),
     # non-square and even kernels, asymmetric "same" splits (extra cell after)
     C(1, 6, 9, 64, 1, 3, 64, padding="same"),
     C(3, 7, 5, 5, 3, 2, 7, padding="same"),             # width: pad (0, 1)
@@ -380,6 +385,7 @@ def test_f_conv2d_relu_gradient_is_masked_where_the_output_is_zero(isa, case):
 # ================================================================ threads
 
 DETERMINISM_CASES = [ConvCase(4, 16, 16, 32, 3, 3, 64, padding="same"),
+                     ConvCase(4, 16, 16, 3, 3, 3, 32, padding="same"),
                      ConvCase(4, 17, 15, 32, 3, 3, 33, stride=2, padding="same"),
                      ConvCase(4, 16, 16, 32, 3, 2, 64, padding=(2, 1), dilation=2),
                      ConvCase(4, 16, 16, 36, 3, 2, 64)]

@@ -52,6 +52,59 @@ inline void copy_run(float* dst, const float* src, int64_t n) {
     for (int64_t i = 0; i < n; ++i) dst[i] = 0.0f;
 }
 
+// Channel runs shorter than this make gathering windows cost as much as
+// the arithmetic on them (conv1: C = 3): such convolutions pad the image
+// once and read every window in place.
+constexpr int64_t kShortRun = 16;
+
+bool has_padding(const Window2d& s) {
+  return s.h.pad_before || s.h.pad_after || s.w.pad_before || s.w.pad_after;
+}
+
+// x with its zero padding written out, in the calling thread's conv_pad
+// buffer, and the window of the padded image (no padding, the same output).
+struct Padded {
+  Window2d s;
+  const float* x;
+};
+Padded pad_image(const Window2d& s, const float* x) {
+  Window2d sp = s;
+  sp.h.in = s.h.in + s.h.pad_before + s.h.pad_after;
+  sp.w.in = s.w.in + s.w.pad_before + s.w.pad_after;
+  sp.h.pad_before = sp.h.pad_after = sp.w.pad_before = sp.w.pad_after = 0;
+  const int64_t C = s.c, row = sp.w.in * C;
+  float* xp = workspace(Slot::conv_pad, checked_mul(checked_mul(s.n * sp.h.in, sp.w.in), C));
+  const int64_t rows = s.n * sp.h.in;
+  parallel_for(rows, threads_for(double(rows * row) * 16.0, rows), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float* dst = xp + r * row;
+      const int64_t n = r / sp.h.in, ih = r % sp.h.in - s.h.pad_before;
+      if (ih < 0 || ih >= s.h.in) {
+        std::memset(dst, 0, size_t(row) * sizeof(float));
+        continue;
+      }
+      std::memset(dst, 0, size_t(s.w.pad_before * C) * sizeof(float));
+      std::memcpy(dst + s.w.pad_before * C, x + (n * s.h.in + ih) * s.w.in * C,
+                  size_t(s.w.in * C) * sizeof(float));
+      std::memset(dst + (s.w.pad_before + s.w.in) * C, 0,
+                  size_t(s.w.pad_after * C) * sizeof(float));
+    }
+  });
+  return {sp, xp};
+}
+
+// Offsets of the K = KH*KW*C elements (tap, channel) of a window from its
+// first cell, in an image of row width W.
+std::vector<int64_t> window_offsets(const Window2d& s, int64_t W) {
+  const int64_t C = s.c, K = s.h.k * s.w.k * C;
+  std::vector<int64_t> koff(static_cast<size_t>(K));
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t t = k / C;
+    koff[size_t(k)] = (t / s.w.k * s.h.dilation * W + t % s.w.k * s.w.dilation) * C + k % C;
+  }
+  return koff;
+}
+
 // Packs a rows x cols matrix, element (k, j) = at(k, j), into the
 // microkernel's panels: bp[(p * rows + k) * NR + j'] for column p*NR + j',
 // columns past `cols` zero. Rows of any K block [pc, pc+kc) of panel p then
@@ -190,6 +243,11 @@ struct DyRow {
 
 void conv2d_forward(const Window2d& s, int64_t F, const float* x, const float* w, const float* b,
                     bool relu, float* y) {
+  if (s.c < kShortRun && has_padding(s) && s.n * s.h.out * s.w.out * F > 0 &&
+      s.h.out * s.w.out >= 64) {
+    const Padded p = pad_image(s, x);
+    return conv2d_forward(p.s, F, p.x, w, b, relu, y);
+  }
   const GemmKernels& kr = gemm_kernels_active();
   const int64_t P = s.n * s.h.out * s.w.out, K = s.h.k * s.w.k * s.c;
   if (P == 0 || F == 0) return;
@@ -218,11 +276,7 @@ void conv2d_forward(const Window2d& s, int64_t F, const float* x, const float* w
   // a window wider than the image is never inside it (and its offsets
   // need not fit in 64 bits)
   const bool can_be_inside = reach_h < s.h.in && reach_w < W;
-  std::vector<int64_t> koff(static_cast<size_t>(K));
-  for (int64_t k = 0; can_be_inside && k < K; ++k) {
-    const int64_t t = k / C;
-    koff[size_t(k)] = (t / s.w.k * s.h.dilation * W + t % s.w.k * s.w.dilation) * C + k % C;
-  }
+  const std::vector<int64_t> koff = can_be_inside ? window_offsets(s, W) : std::vector<int64_t>();
   auto window = [&](int64_t row, int64_t ow0, int64_t m) -> const float* {
     if (!can_be_inside) return nullptr;
     const int64_t n = row / s.h.out, oh = row % s.h.out;
@@ -274,6 +328,58 @@ void conv2d_backward_data(const Window2d& s, int64_t F, const float* dy, const f
                  [](int64_t, int64_t) {});
 }
 
+namespace {
+
+// dw (K x F) = sum over the output rows r of A_r (K x OW) . dy_r (OW x F),
+// where A_r(k, ow) is element k of the window of pixel ow of row r, read in
+// place from an image without padding (every window inside it): A_r's rows
+// are the taps at koff[k] from the row's first window, its columns the
+// pixels at stride sw*C. For short channel runs, where gathering windows
+// into panels costs as much as the arithmetic. The threads split dw's
+// tiles; each sums its tiles over the rows in order.
+void backward_weight_by_rows(const Window2d& s, int64_t F, const float* x, const float* dy,
+                             float* dw) {
+  const GemmKernels& kr = gemm_kernels_active();
+  const int64_t C = s.c, K = s.h.k * s.w.k * C, OW = s.w.out, rows = s.n * s.h.out;
+  const int64_t MR = kr.mr, NR = kr.nr, panels = ceil_div(F, NR);
+  const int64_t items = ceil_div(K, MR) * panels;
+  const std::vector<int64_t> koff = window_offsets(s, s.w.in);
+  const int nt = threads_for(2.0 * double(K) * double(rows * OW) * double(F), items);
+  // a last, partial panel of dy's columns is copied NR wide (B rows must
+  // hold NR readable floats)
+  const bool partial = F % NR != 0;
+  float* b_all = workspace(Slot::conv_b, partial ? checked_mul(nt * OW, NR) : 1);
+  parallel_region(nt, [&](int t, int nt_actual) {
+    const int64_t i0 = items * t / nt_actual, i1 = items * (t + 1) / nt_actual;
+    float* bt = b_all + (partial ? t * OW * NR : 0);
+    bool uses_partial = false;
+    for (int64_t item = i0; item < i1; ++item) uses_partial |= item % panels == panels - 1;
+    uses_partial &= partial;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t n = r / s.h.out, oh = r % s.h.out;
+      const float* a = x + (n * s.h.in + oh * s.h.stride) * s.w.in * C;
+      const float* dyr = dy + r * OW * F;
+      if (uses_partial) {
+        const int64_t j = (panels - 1) * NR;
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          copy_run(bt + ow * NR, dyr + ow * F + j, F - j);
+          copy_run(bt + ow * NR + F - j, nullptr, NR - (F - j));
+        }
+      }
+      for (int64_t item = i0; item < i1; ++item) {
+        const int64_t k0 = item / panels * MR, j = item % panels * NR;
+        const int64_t m = std::min(MR, K - k0), n_cols = std::min(NR, F - j);
+        const bool full = n_cols == NR;
+        kr.tile_row_indexed(OW, a, koff.data() + k0, s.w.stride * C, full ? dyr + j : bt,
+                            full ? F : NR, dw + k0 * F + j, F, m, n_cols, 1.0f,
+                            r == 0 ? 0.0f : 1.0f);
+      }
+    }
+  });
+}
+
+}  // namespace
+
 void conv2d_backward_weight(const Window2d& s, int64_t F, const float* x, const float* dy,
                             float* dw, float* db) {
   const GemmKernels& kr = gemm_kernels_active();
@@ -283,6 +389,11 @@ void conv2d_backward_weight(const Window2d& s, int64_t F, const float* x, const 
   if (P == 0) {
     std::fill(dw, dw + K * F, 0.0f);
     return;
+  }
+  if (C < kShortRun && s.w.out >= 8) {
+    if (!has_padding(s)) return backward_weight_by_rows(s, F, x, dy, dw);
+    const Padded p = pad_image(s, x);
+    return backward_weight_by_rows(p.s, F, p.x, dy, dw);
   }
   // dw^T (F x K) = dy^T (F x P) . im2col(x) (P x K), over the pixels in KC
   // blocks. Each block of im2col is gathered straight into the
@@ -302,10 +413,14 @@ void conv2d_backward_weight(const Window2d& s, int64_t F, const float* x, const 
   // gather slow: conv1 has C = 3)
   const int64_t reach_h = (s.h.k - 1) * s.h.dilation, reach_w = (s.w.k - 1) * s.w.dilation;
   const bool can_be_inside = reach_h < s.h.in && reach_w < s.w.in;
-  std::vector<int64_t> koff(static_cast<size_t>(K));
-  for (int64_t j = 0; can_be_inside && j < K; ++j) {
-    const int64_t t = j / C;
-    koff[size_t(j)] = (t / s.w.k * s.h.dilation * s.w.in + t % s.w.k * s.w.dilation) * C + j % C;
+  const std::vector<int64_t> koff =
+      can_be_inside ? window_offsets(s, s.w.in) : std::vector<int64_t>();
+  // panels whose elements are one run of channels (C a multiple of NR) copy
+  // that run instead of gathering element by element
+  std::vector<char> run(static_cast<size_t>(panels), 0);
+  for (int64_t p = 0; can_be_inside && p < panels; ++p) {
+    const int64_t j = p * NR, n = std::min(NR, K - j);
+    run[size_t(p)] = koff[size_t(j + n - 1)] - koff[size_t(j)] == n - 1;
   }
   parallel_region(nt, [&](int t, int nt_actual) {
     const int64_t p0 = panels * t / nt_actual, p1 = panels * (t + 1) / nt_actual;
@@ -325,7 +440,10 @@ void conv2d_backward_weight(const Window2d& s, int64_t F, const float* x, const 
           if (can_be_inside && o.ih0 >= 0 && o.ih0 + reach_h < s.h.in && o.iw0 >= 0 &&
               o.iw0 + reach_w < s.w.in) {  // the whole window inside: read by offsets
             const float* src = x + ((o.image_row + o.ih0) * s.w.in + o.iw0) * C;
-            for (int64_t jj = 0; jj < n; ++jj) row[jj] = src[koff[size_t(j + jj)]];
+            if (run[size_t(p)])
+              std::memcpy(row, src + koff[size_t(j)], size_t(n) * sizeof(float));
+            else
+              for (int64_t jj = 0; jj < n; ++jj) row[jj] = src[koff[size_t(j + jj)]];
           } else {
             im2col.gather(o, j, n, row);
           }

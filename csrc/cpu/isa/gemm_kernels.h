@@ -37,6 +37,12 @@ struct GemmKernels {
                        const float* b, int64_t b_rs, float* c, int64_t ldc, int64_t m, int64_t n,
                        float alpha, float beta);
 
+  // The same with A's element (i, k) at a[roff[i] + k*a_cs]: rows at any
+  // offsets, such as the taps of a convolution's window along a row of pixels.
+  void (*tile_row_indexed)(int64_t kc, const float* a, const int64_t* roff, int64_t a_cs,
+                           const float* b, int64_t b_rs, float* c, int64_t ldc, int64_t m,
+                           int64_t n, float alpha, float beta);
+
   // Narrow tiles as dot products along K (K in the vector lanes):
   // C[i, j] for i < m <= dr, j < n <= dc, rows of A at a + i*lda and rows of
   // B^T at bt + j*ldbt, both contiguous along k.
