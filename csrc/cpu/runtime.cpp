@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "fastnn/check.h"
 #include "fastnn/parallel.h"
@@ -149,6 +152,15 @@ const char* compiler() {
   return "gcc " __VERSION__;
 #else
   return "unknown";
+#endif
+}
+
+bool keep_freed_memory() {
+#if defined(__GLIBC__)
+  // 32 MiB is the largest mmap threshold glibc accepts on 64-bit systems.
+  return mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;
+#else
+  return false;
 #endif
 }
 

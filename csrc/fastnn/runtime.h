@@ -15,6 +15,13 @@ Isa parse_isa(const std::string& name);  // throws on an unknown name
 // their tile sizes run (and are tested) on a CPU without AVX-512.
 bool isa_emulated();
 
+// Makes glibc's malloc keep freed memory for reuse (mmap threshold 32 MiB,
+// no trimming) instead of returning it to the kernel: NumPy's large arrays
+// are otherwise mmapped and unmapped every step, and each fresh 4 KiB page
+// costs a fault (about 2 us here), a quarter of a CNN training step. Returns
+// false where the C library has no such knobs (not glibc).
+bool keep_freed_memory();
+
 const char* version();
 const char* compiler();
 

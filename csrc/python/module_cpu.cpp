@@ -177,6 +177,7 @@ PYBIND11_MODULE(_C, m) {
     for (int i = 0; i <= int(best_supported_isa()); ++i) out.append(isa_name(Isa(i)));
     return out;
   });
+  m.def("keep_freed_memory", &keep_freed_memory);
   m.def("build_info", [] {
     py::dict d;
     d["version"] = version();

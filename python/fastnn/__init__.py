@@ -1,5 +1,12 @@
 """fastnn: deep learning for Python on hand-written C++ (and CUDA) kernels."""
+import os as _os
+
 from . import _C
+
+# Large NumPy arrays are otherwise returned to the kernel when freed and
+# page-faulted back in on the next step (see csrc/fastnn/runtime.h);
+# FASTNN_KEEP_FREED_MEMORY=0 leaves the C library's malloc as it was.
+_malloc_tuned = _os.environ.get("FASTNN_KEEP_FREED_MEMORY", "1") != "0" and _C.keep_freed_memory()
 from . import cuda
 from . import kernels
 from ._random import initial_seed, manual_seed
@@ -32,6 +39,7 @@ def build_info():
     info = dict(_C.build_info())
     info["cuda_built"] = cuda.is_built()
     info["gpu_found"] = cuda.is_available()
+    info["malloc_keeps_freed_memory"] = _malloc_tuned
     return info
 
 
