@@ -41,8 +41,8 @@ void for_each_range(const std::vector<OptimTensor>& ts, bool reference, const K&
   for (size_t t = 0; t < ts.size(); ++t) offset[t + 1] = offset[t] + ts[t].n;
   const int64_t total = offset.back();
   const int64_t blocks = (total + kBlock - 1) / kBlock;
-  const int threads =
-      reference ? 1 : int(std::min<int64_t>(get_num_threads(), std::max<int64_t>(1, total / kGrain)));
+  const int64_t useful = std::max<int64_t>(1, total / kGrain);
+  const int threads = reference ? 1 : int(std::min<int64_t>(get_num_threads(), useful));
   parallel_for(blocks, threads, [&](int64_t b, int64_t e) {
     const int64_t lo = b * kBlock, hi = std::min(total, e * kBlock);
     // the first tensor that ends after lo
@@ -104,21 +104,6 @@ void run(const std::vector<OptimTensor>& ts, bool reference, MakeCoeffs make, Si
 }
 
 }  // namespace
-
-void check_optim_tensors(const std::vector<OptimTensor>& tensors, bool needs_state0,
-                         bool needs_state1, bool needs_state2, const char* fn) {
-  const bool needs[3] = {needs_state0, needs_state1, needs_state2};
-  for (size_t t = 0; t < tensors.size(); ++t) {
-    const OptimTensor& x = tensors[t];
-    FASTNN_CHECK(x.n >= 0, fn, ": tensor ", t, " has a negative size ", x.n);
-    FASTNN_CHECK(x.step >= 1, fn, ": tensor ", t, " has step ", x.step, ", expected >= 1");
-    if (x.n == 0) continue;
-    FASTNN_CHECK(x.p && x.g, fn, ": tensor ", t, " has no parameter or gradient buffer");
-    for (int j = 0; j < 3; ++j)
-      FASTNN_CHECK(!needs[j] || x.state[j], fn, ": tensor ", t, " lacks state buffer ", j,
-                   " that these options use");
-  }
-}
 
 void sgd_step(const std::vector<OptimTensor>& ts, const SgdOptions& o, bool reference) {
   check_optim_tensors(ts, o.momentum != 0.0, false, false, "sgd_step");

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "fastnn/check.h"
 #include "fastnn/optim_math.h"
 
 namespace fastnn {
@@ -61,9 +62,22 @@ void adam_step(const std::vector<OptimTensor>& tensors, const AdamOptions& o,
 // kernels (for the tests).
 
 // Throws std::invalid_argument naming the first tensor whose buffers are
-// missing for the options, or whose step is < 1.
-void check_optim_tensors(const std::vector<OptimTensor>& tensors, bool needs_state0,
-                         bool needs_state1, bool needs_state2, const char* fn);
+// missing for the options, or whose step is < 1 (the CPU and GPU drivers
+// check with it).
+inline void check_optim_tensors(const std::vector<OptimTensor>& tensors, bool needs_state0,
+                                bool needs_state1, bool needs_state2, const char* fn) {
+  const bool needs[3] = {needs_state0, needs_state1, needs_state2};
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    const OptimTensor& x = tensors[t];
+    FASTNN_CHECK(x.n >= 0, fn, ": tensor ", t, " has a negative size ", x.n);
+    FASTNN_CHECK(x.step >= 1, fn, ": tensor ", t, " has step ", x.step, ", expected >= 1");
+    if (x.n == 0) continue;
+    FASTNN_CHECK(x.p && x.g, fn, ": tensor ", t, " has no parameter or gradient buffer");
+    for (int j = 0; j < 3; ++j)
+      FASTNN_CHECK(!needs[j] || x.state[j], fn, ": tensor ", t, " lacks state buffer ", j,
+                   " that these options use");
+  }
+}
 
 // ---------------------------------------------------------------- coefficients
 // Per tensor and step, in double precision and then rounded to float, as
