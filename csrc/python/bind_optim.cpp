@@ -37,7 +37,8 @@ struct Named {
 
 py::sequence sequence_arg(const py::handle& obj, const char* fn, const char* name, size_t n,
                           bool first) {
-  if (py::isinstance<py::str>(obj) || !py::isinstance<py::sequence>(obj))
+  if (py::isinstance<py::str>(obj) || py::isinstance<py::array>(obj) ||
+      !py::isinstance<py::sequence>(obj))
     throw py::type_error(str_cat(fn, ": argument '", name, "' must be a list, got ",
                                  type_name(obj)));
   auto seq = py::reinterpret_borrow<py::sequence>(obj);
@@ -46,39 +47,63 @@ py::sequence sequence_arg(const py::handle& obj, const char* fn, const char* nam
   return seq;
 }
 
-py::array array_item(const py::sequence& seq, size_t i, const char* fn, const char* name) {
-  const py::object item = seq[i];
+// The float32 data of seq[i], C-contiguous and aligned (and writeable
+// when `write`) with n values of `shape`; the errors name list[i]. Messages
+// are only formatted on failure: this runs for every array of every step.
+struct ArrayCheck {
+  const char* fn;
+  const char* list;
+  size_t i;
+  [[noreturn]] void fail(const std::string& what, bool type) const {
+    const std::string msg = str_cat(fn, ": ", list, "[", i, "] ", what);
+    if (type) throw py::type_error(msg);
+    throw std::invalid_argument(msg);
+  }
+};
+
+py::array array_item(const py::sequence& seq, const ArrayCheck& c, const py::array* like,
+                     bool write) {
+  py::object item = seq[c.i];
   if (!py::isinstance<py::array>(item))
-    throw py::type_error(str_cat(fn, ": ", name, "[", i, "] must be a numpy.ndarray, got ",
-                                 type_name(item)));
-  return py::reinterpret_borrow<py::array>(item);
+    c.fail(str_cat("must be a numpy.ndarray, got ", type_name(item)), true);
+  auto x = py::reinterpret_steal<py::array>(item.release());
+  if (!is_float32(x))
+    c.fail(str_cat("must be float32, got ", std::string(py::str(x.dtype()))), true);
+  if (!is_c_contiguous_aligned(x)) c.fail("must be C-contiguous and aligned", false);
+  if (write && !x.writeable()) c.fail("must be writeable", false);
+  if (like) {
+    bool same = x.ndim() == like->ndim();
+    for (py::ssize_t d = 0; same && d < x.ndim(); ++d) same = x.shape(d) == like->shape(d);
+    if (!same)
+      c.fail(str_cat("must have the shape of params[", c.i, "] ", shape_str(*like), ", got ",
+                     shape_str(x)), false);
+  }
+  return x;
 }
 
 // Written buffers may share memory with no other buffer of the step; read
 // ones (gradients) only with other read ones. Sweeps the buffers sorted by
 // address, keeping the furthest end seen of all of them and of written ones.
-void check_no_overlap(const StepArgs& a, const std::vector<std::string>& names,
-                      const std::vector<bool>& written, const char* fn) {
-  struct Span {
-    const char* lo;
-    const char* hi;
-    size_t id;
-  };
-  std::vector<Span> spans;
-  for (size_t i = 0; i < a.keep.size(); ++i) {
-    const auto* lo = static_cast<const char*>(a.keep[i].data());
-    if (a.keep[i].nbytes() > 0) spans.push_back({lo, lo + a.keep[i].nbytes(), i});
-  }
-  std::sort(spans.begin(), spans.end(), [](const Span& x, const Span& y) { return x.lo < y.lo; });
-  const Span* far_all = nullptr;
-  const Span* far_written = nullptr;
-  for (const Span& s : spans) {
-    const Span* other = written[s.id] ? far_all : far_written;
-    if (other && other->hi > s.lo)
-      FASTNN_CHECK(false, fn, ": ", names[other->id], " and ", names[s.id],
-                   " share memory; every parameter and state buffer must be its own array");
-    if (!far_all || s.hi > far_all->hi) far_all = &s;
-    if (written[s.id] && (!far_written || s.hi > far_written->hi)) far_written = &s;
+struct Buffer {
+  const char* lo;
+  const char* hi;
+  const char* list;
+  size_t i;
+  bool written;
+};
+
+void check_no_overlap(std::vector<Buffer> bufs, const char* fn) {
+  std::sort(bufs.begin(), bufs.end(), [](const Buffer& x, const Buffer& y) { return x.lo < y.lo; });
+  const Buffer* far_all = nullptr;
+  const Buffer* far_written = nullptr;
+  for (const Buffer& b : bufs) {
+    if (b.lo == b.hi) continue;
+    const Buffer* other = b.written ? far_all : far_written;
+    if (other && other->hi > b.lo)
+      FASTNN_CHECK(false, fn, ": ", other->list, "[", other->i, "] and ", b.list, "[", b.i,
+                   "] share memory; every parameter and state buffer must be its own array");
+    if (!far_all || b.hi > far_all->hi) far_all = &b;
+    if (b.written && (!far_written || b.hi > far_written->hi)) far_written = &b;
   }
 }
 
@@ -96,29 +121,25 @@ StepArgs step_args(const char* fn, const py::object& params_obj, const py::objec
     state_lists.push_back(s.list.is_none() ? py::sequence()
                                            : sequence_arg(s.list, fn, s.name, n, false));
   StepArgs a;
-  std::vector<std::string> names;
-  std::vector<bool> written;
-  auto keep = [&](py::array arr, const char* name, size_t i, bool w) {
+  a.tensors.reserve(n);
+  a.keep.reserve(n * (2 + states.size()));
+  std::vector<Buffer> bufs;
+  auto keep = [&](py::array arr, const char* list, size_t i, bool written) {
+    const auto* lo = static_cast<const char*>(arr.data());
+    bufs.push_back({lo, lo + arr.nbytes(), list, i, written});
     a.keep.push_back(std::move(arr));
-    names.push_back(str_cat(name, "[", i, "]"));
-    written.push_back(w);
   };
   for (size_t i = 0; i < n; ++i) {
     OptimTensor t;
-    py::array p = array_item(params, i, fn, "params");
-    const std::string pname = str_cat("params[", i, "]");
-    t.p = out_f32(p, fn, pname.c_str());
+    py::array p = array_item(params, {fn, "params", i}, nullptr, true);
+    py::array g = array_item(grads, {fn, "grads", i}, &p, false);
     t.n = int64_t(p.size());
-    py::array g = array_item(grads, i, fn, "grads");
-    const std::string gname = str_cat("grads[", i, "]");
-    t.g = in_f32(g, fn, gname.c_str());
-    check_same_shape(p, g, fn, pname.c_str(), gname.c_str());
+    t.p = static_cast<float*>(p.mutable_data());
+    t.g = static_cast<const float*>(g.data());
     for (size_t j = 0; j < states.size(); ++j) {
       if (states[j].list.is_none()) continue;
-      py::array s = array_item(state_lists[j], i, fn, states[j].name);
-      const std::string sname = str_cat(states[j].name, "[", i, "]");
-      t.state[j] = out_f32(s, fn, sname.c_str());
-      check_same_shape(p, s, fn, pname.c_str(), sname.c_str());
+      py::array s = array_item(state_lists[j], {fn, states[j].name, i}, &p, true);
+      t.state[j] = static_cast<float*>(s.mutable_data());
       keep(std::move(s), states[j].name, i, true);
     }
     const py::object step = steps[i];
@@ -130,7 +151,7 @@ StepArgs step_args(const char* fn, const py::object& params_obj, const py::objec
     keep(std::move(g), "grads", i, false);
     a.tensors.push_back(t);
   }
-  check_no_overlap(a, names, written, fn);
+  check_no_overlap(std::move(bufs), fn);
   return a;
 }
 

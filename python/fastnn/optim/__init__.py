@@ -31,6 +31,8 @@ from .. import cuda as _cuda
 from ..autograd import enable_grad
 from ..tensor import Tensor, _wrap, tensor as _tensor_from
 
+_F32 = np.dtype(np.float32)
+
 __all__ = ["Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "SGD", "clip_grad_norm",
            "clip_grad_norm_", "clip_grad_value", "clip_grad_value_", "get", "lr_scheduler"]
 
@@ -167,34 +169,37 @@ class Optimizer:
         return loss
 
     def _step_group(self, group):
+        """One kernel call per device for the group's parameters that have a
+        gradient. Everything is checked before the first change."""
         fn = type(self).__name__
-        active = [p for p in group["params"] if p.grad is not None]
-        if not active:
-            return
         in_use = self._buffers_in_use(group)
-        by_device = {}
-        for p in active:
+        used = [name for name in self._state_names if in_use[name]]
+        batches = {}  # device -> (params, grads, buffers per used state, steps, (p, state))
+        for p in group["params"]:
+            if p.grad is None:
+                continue
             state = self.state.get(p)
             if state is None:
                 state = self.state[p] = {"step": 0} if self._has_step else {}
             first = self._prepare_state(group, p, state, in_use)
-            by_device.setdefault(p.device, []).append((p, state, first))
-        for device, entries in by_device.items():
-            params, grads, steps = [], [], []
-            buffers = {name: [] for name in self._state_names}
-            for p, state, first in entries:
-                params.append(p._data)
-                grads.append(_grad_array(p, fn))
-                if self._has_step:
-                    steps.append(state["step"] + 1)
-                else:
-                    steps.append(1 if first else 2)
-                for name in self._state_names:
-                    buffers[name].append(state[name] if in_use[name] else None)
-            lists = [buffers[name] if in_use[name] else None for name in self._state_names]
+            data = p._data
+            device = "cpu" if type(data) is np.ndarray else p.device
+            batch = batches.get(device)
+            if batch is None:
+                batch = batches[device] = ([], [], [[] for _ in used], [], [])
+            params, grads, buffers, steps, entries = batch
+            params.append(data)
+            grads.append(_grad_array(p, data, fn))
+            for buffer, name in zip(buffers, used):
+                buffer.append(state[name])
+            steps.append(state["step"] + 1 if self._has_step else 1 if first else 2)
+            entries.append((p, state))
+        for device, (params, grads, buffers, steps, entries) in batches.items():
+            given = iter(buffers)
+            lists = [next(given) if in_use[name] else None for name in self._state_names]
             module = _C if device == "cpu" else _cuda._C_cuda
             getattr(module, self._kernel)(params, grads, *lists, steps, *self._kernel_args(group))
-            for (p, state, _), step in zip(entries, steps):
+            for (p, state), step in zip(entries, steps):
                 if self._has_step:
                     state["step"] = step
                 p._ver[0] += 1  # in place: a graph that saved the old value refuses backward
@@ -291,19 +296,22 @@ class Optimizer:
         return "\n".join(lines) + "\n)"
 
 
-def _grad_array(p, fn):
-    """p.grad's array as the kernels take it: float32, C order, p's device."""
+def _grad_array(p, data, fn):
+    """p.grad's array as the kernels take it: float32, C order, on the
+    device of p's array `data`, of its shape."""
     g = p.grad._data if isinstance(p.grad, Tensor) else p.grad
-    on_gpu = _cuda.is_device_array(g)
-    if on_gpu != (p.device != "cpu"):
-        raise ValueError(f"{fn}.step: a parameter on {p.device} has a gradient on "
-                         f"{'cuda' if on_gpu else 'cpu'}")
-    if not on_gpu and (type(g) is not np.ndarray or g.dtype != np.float32
-                       or not g.flags.c_contiguous):
-        g = np.ascontiguousarray(g, dtype=np.float32)
-    if tuple(g.shape) != p.shape:
-        raise ValueError(f"{fn}.step: a parameter of shape {p.shape} has a gradient of shape "
-                         f"{tuple(g.shape)}")
+    if type(data) is np.ndarray:
+        if type(g) is not np.ndarray:
+            if _cuda.is_device_array(g):
+                raise ValueError(f"{fn}.step: a parameter on cpu has a gradient on cuda")
+            g = np.asarray(g)
+        if g.dtype is not _F32 or not g.flags.c_contiguous:
+            g = np.ascontiguousarray(g, dtype=np.float32)
+    elif not _cuda.is_device_array(g):
+        raise ValueError(f"{fn}.step: a parameter on {p.device} has a gradient on cpu")
+    if tuple(g.shape) != tuple(data.shape):
+        raise ValueError(f"{fn}.step: a parameter of shape {tuple(data.shape)} has a gradient of "
+                         f"shape {tuple(g.shape)}")
     return g
 
 

@@ -143,9 +143,6 @@ class CosineAnnealingLR(LRScheduler):
         t, T, lo = self.last_epoch, self.T_max, self.eta_min
         if self._initial:
             return self._current()
-        if self._step_count == 1 and t > 0:  # resumed: the closed form
-            return [lo + (base - lo) * (1 + math.cos(t * math.pi / T)) / 2
-                    for base in self.base_lrs]
         if (t - 1 - T) % (2 * T) == 0:  # the bottom of a period, where the ratio below is 0/0
             return [lr + (base - lo) * (1 - math.cos(math.pi / T)) / 2
                     for lr, base in zip(self._current(), self.base_lrs)]
