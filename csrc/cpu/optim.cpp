@@ -4,6 +4,7 @@
 #include "fastnn/optim.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <vector>
 
@@ -29,28 +30,33 @@ const OptimKernels& kernels() {
 // Elements one thread updates before a second is worth its start-up (the
 // loops run at about one element per nanosecond and thread).
 constexpr int64_t kGrain = 32 * 1024;
-// Threads split the concatenated elements at multiples of this (a 64-byte
-// cache line), so no two threads write one line.
-constexpr int64_t kBlock = 16;
+// The threads take chunks of the concatenated elements in turn, so a thread
+// the OS has descheduled (these machines are shared) delays a step by about
+// one chunk, not by its whole share. A multiple of 16 values (a 64-byte
+// cache line): no two threads write one line.
+constexpr int64_t kChunk = 16 * 1024;
 
 // k(tensor index, begin, end) for every tensor's part of the elements,
-// split over the kernel threads.
+// spread over the kernel threads.
 template <class K>
 void for_each_range(const std::vector<OptimTensor>& ts, bool reference, const K& k) {
   std::vector<int64_t> offset(ts.size() + 1, 0);
   for (size_t t = 0; t < ts.size(); ++t) offset[t + 1] = offset[t] + ts[t].n;
   const int64_t total = offset.back();
-  const int64_t blocks = (total + kBlock - 1) / kBlock;
+  const int64_t chunks = (total + kChunk - 1) / kChunk;
   const int64_t useful = std::max<int64_t>(1, total / kGrain);
   const int threads = reference ? 1 : int(std::min<int64_t>(get_num_threads(), useful));
-  parallel_for(blocks, threads, [&](int64_t b, int64_t e) {
-    const int64_t lo = b * kBlock, hi = std::min(total, e * kBlock);
-    // the first tensor that ends after lo
-    size_t t = size_t(std::upper_bound(offset.begin(), offset.end(), lo) - offset.begin()) - 1;
-    for (; t < ts.size() && offset[t] < hi; ++t) {
-      const int64_t begin = std::max(lo, offset[t]) - offset[t];
-      const int64_t end = std::min(hi, offset[t + 1]) - offset[t];
-      if (begin < end) k(t, begin, end);
+  std::atomic<int64_t> next{0};
+  parallel_region(threads, [&](int, int) {
+    for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;) {
+      const int64_t lo = c * kChunk, hi = std::min(total, lo + kChunk);
+      // the first tensor that ends after lo
+      size_t t = size_t(std::upper_bound(offset.begin(), offset.end(), lo) - offset.begin()) - 1;
+      for (; t < ts.size() && offset[t] < hi; ++t) {
+        const int64_t begin = std::max(lo, offset[t]) - offset[t];
+        const int64_t end = std::min(hi, offset[t + 1]) - offset[t];
+        if (begin < end) k(t, begin, end);
+      }
     }
   });
 }
