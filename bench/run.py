@@ -4,6 +4,7 @@
     python bench/run.py gemm [--threads 1 2] [--sizes 256 1024 64x2048x512]
                              [--repeat 5] [--min-time 0.2] [--json out.json]
     python bench/run.py overhead [--batches 32 256]   # one MLP training step vs PyTorch
+    python bench/run.py optim                         # one Adam step over the flagship CNN
 
 Every fastnn result is checked against a float64 NumPy reference before it is
 timed, and a wrong result stops the run with an error. The machines here are
@@ -551,6 +552,97 @@ def run_conv(args, session):
     return rows
 
 
+# ------------------------------------------------------------------ optim
+
+# The flagship CNN's parameters (HWIO kernels, biases, dense kernels): 1.15 million
+FLAGSHIP_PARAMS = [(3, 3, 3, 32), (32,), (3, 3, 32, 64), (64,), (3, 3, 64, 128), (128,),
+                   (2048, 512), (512,), (512, 10), (10,)]
+
+
+def add_optim_arguments(p):
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (default 1e-3)")
+
+
+def adam_steppers(torch, lr, seed=0):
+    """{name: step()} for one Adam step over the flagship parameters, every
+    library from the same weights and gradients: fastnn.optim.Adam and
+    torch.optim.Adam with its defaults (on CPU tensors PyTorch picks its
+    single-tensor loop), and PyTorch's foreach variant for reference.
+    Also returns {name: the parameters as NumPy views}, and the starting
+    weights and the gradients."""
+    rng = np.random.default_rng(seed)
+    weights = [rng.standard_normal(s).astype(np.float32) * np.float32(0.05)
+               for s in FLAGSHIP_PARAMS]
+    grads = [rng.standard_normal(s).astype(np.float32) * np.float32(0.01)
+             for s in FLAGSHIP_PARAMS]
+    params = [fastnn.tensor(w.copy(), requires_grad=True) for w in weights]
+    for p, g in zip(params, grads):
+        p.grad = fastnn.tensor(g)
+    steppers = {"fastnn": fastnn.optim.Adam(params, lr=lr).step}
+    views = {"fastnn": [p.numpy() for p in params]}
+    if torch is not None:
+        for name, foreach in (("torch", None), ("torch_foreach", True)):
+            tp = [torch.tensor(w.copy(), requires_grad=True) for w in weights]
+            for p, g in zip(tp, grads):
+                p.grad = torch.from_numpy(g.copy())
+            steppers[name] = torch.optim.Adam(tp, lr=lr, foreach=foreach).step
+            views[name] = [p.detach().numpy() for p in tp]
+    return steppers, views, weights, grads
+
+
+def check_adam(torch, lr, steps=3):
+    """Raises BenchError unless every library's parameters after a few Adam
+    steps match a float64 NumPy Adam's from the same start."""
+    steppers, views, weights, grads = adam_steppers(torch, lr)
+    ref = [w.astype(np.float64) for w in weights]
+    m = [np.zeros_like(r) for r in ref]
+    v = [np.zeros_like(r) for r in ref]
+    for t in range(1, steps + 1):
+        for step in steppers.values():
+            step()
+        for i, g in enumerate(grads):
+            g = g.astype(np.float64)
+            m[i] = 0.9 * m[i] + 0.1 * g
+            v[i] = 0.999 * v[i] + 0.001 * g * g
+            denom = np.sqrt(v[i]) / np.sqrt(1 - 0.999 ** t) + 1e-8
+            ref[i] = ref[i] - lr / (1 - 0.9 ** t) * m[i] / denom
+    for name, ps in views.items():
+        err = max(float(np.abs(p - r).max()) for p, r in zip(ps, ref))
+        if not err <= 1e-6:
+            raise BenchError(f"{name}'s parameters after {steps} Adam steps differ from a float64 "
+                             f"NumPy Adam's by {err:.2e}")
+
+
+def run_optim(args, session):
+    torch = import_torch()
+    n = sum(math.prod(s) for s in FLAGSHIP_PARAMS)
+    print(f"timing: best of {args.repeat} interleaved samples of >= {args.min_time} s each; one "
+          f"Adam step over the flagship CNN's {len(FLAGSHIP_PARAMS)} parameter tensors "
+          f"({n:,} values); PyTorch: torch.optim.Adam with its defaults, and foreach=True")
+    session.table([("optimizer", "optimizer", ""), ("threads", "threads", "d"),
+                   ("fastnn us", "fastnn_us", ".1f"), ("GB/s", "fastnn_gbs", ".1f"),
+                   ("PyTorch us", "torch_us", ".1f"), ("foreach us", "torch_foreach_us", ".1f"),
+                   ("PyTorch/fastnn", "speedup", ".2f")])
+    rows = []
+    for t in args.threads:
+        with session.threads(t):
+            check_adam(torch, args.lr)
+            steppers = adam_steppers(torch, args.lr)[0]
+            times = time_interleaved(steppers, args.min_time, args.repeat)
+        row = {"bench": "optim", "optimizer": "Adam", "threads": t, "values": n}
+        for name, samples in times.items():
+            summary = summarize(samples)
+            row[f"{name}_us"] = summary["best_s"] * 1e6
+            row[f"{name}_times"] = summary
+        # p, g, m, v read and p, m, v written: 28 bytes a value
+        row["fastnn_gbs"] = 28 * n / row["fastnn_us"] / 1e3
+        if "torch_us" in row:
+            row["speedup"] = row["torch_us"] / row["fastnn_us"]
+        session.row(row)
+        rows.append(row)
+    return rows
+
+
 # ------------------------------------------------------------------ main
 
 # name -> (help, add_arguments(parser), run(args, session) -> list of row dicts)
@@ -561,6 +653,8 @@ SUBCOMMANDS = {
                  add_overhead_arguments, run_overhead),
     "conv": ("the flagship CNN's layers, forward and forward+backward: fastnn against PyTorch",
              add_conv_arguments, run_conv),
+    "optim": ("one Adam step over the flagship CNN's parameters: fastnn against PyTorch",
+              add_optim_arguments, run_optim),
 }
 
 

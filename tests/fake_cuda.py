@@ -213,3 +213,23 @@ class FakeCudaModule:
     def dropout(self, x, rate, key):
         self._count("dropout")
         return _d(_C.dropout(_h(x), rate, key))
+
+    # optimizers: fastnn._C's fused steps on the host arrays, in place
+    def _optim(self, name, params, grads, *states_steps_and_options):
+        self._count(name)
+        host = [[_h(x) for x in arg] if isinstance(arg, list) and arg
+                and isinstance(arg[0], FakeDeviceArray) else arg
+                for arg in states_steps_and_options]
+        getattr(_C, name)([_h(p) for p in params], [_h(g) for g in grads], *host)
+
+    def sgd_step(self, params, grads, *rest):
+        self._optim("sgd_step", params, grads, *rest)
+
+    def adagrad_step(self, params, grads, *rest):
+        self._optim("adagrad_step", params, grads, *rest)
+
+    def rmsprop_step(self, params, grads, *rest):
+        self._optim("rmsprop_step", params, grads, *rest)
+
+    def adam_step(self, params, grads, *rest):
+        self._optim("adam_step", params, grads, *rest)

@@ -14,6 +14,7 @@ from .autograd import enable_grad, is_grad_enabled, no_grad
 from .tensor import Tensor, tensor
 from . import functional
 from . import nn
+from . import losses, metrics, optim, regularizers
 from .functional import concatenate, stack
 
 __version__ = _C.build_info()["version"]
@@ -44,5 +45,6 @@ def build_info():
 
 
 __all__ = ["Tensor", "build_info", "concatenate", "cuda", "enable_grad", "functional",
-           "get_num_threads", "initial_seed", "is_grad_enabled", "kernels", "manual_seed",
-           "nn", "no_grad", "set_num_threads", "stack", "tensor"]
+           "get_num_threads", "initial_seed", "is_grad_enabled", "kernels", "losses",
+           "manual_seed", "metrics", "nn", "no_grad", "optim", "regularizers", "set_num_threads",
+           "stack", "tensor"]

@@ -22,6 +22,7 @@ import numpy as np
 from . import _random
 from . import cuda as _cuda
 from . import functional as F
+from . import regularizers
 from .autograd import no_grad
 from .tensor import Tensor, _parse_device, tensor
 
@@ -279,6 +280,19 @@ class Module:
             if reg is not None and kernel is not None:
                 out.append(reg(kernel))
         return out
+
+    def regularization_loss(self):
+        """The sum of ``regularization_losses()``, the term Keras adds to the
+        training loss (a 0-d tensor on the weights' device; 0 when there is none)."""
+        losses = self.regularization_losses()
+        if not losses:
+            params = self.parameters()
+            zero = tensor(np.zeros((), np.float32))
+            return zero.to(params[0].device) if params else zero
+        total = losses[0]
+        for term in losses[1:]:
+            total = total + term
+        return total
 
     # ------------------------------------------------------------ repr
     def extra_repr(self):
@@ -554,7 +568,7 @@ class Dense(Layer):
         self.activation = activation
         self._act = get_activation(activation)
         self.use_bias = bool(use_bias)
-        self.kernel_regularizer = kernel_regularizer
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.kernel = None
         self.bias = None
         self._build_from_argument()
@@ -605,7 +619,7 @@ class Conv2D(Layer):
         self.activation = activation
         self._act = get_activation(activation)
         self.use_bias = bool(use_bias)
-        self.kernel_regularizer = kernel_regularizer
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.kernel = None
         self.bias = None
         self._build_from_argument()

@@ -1,0 +1,4 @@
+// Optimizer loops for the avx512 instruction set.
+#define FASTNN_ISA avx512
+#define FASTNN_VBYTES 64
+#include "optim_kernels.inc"

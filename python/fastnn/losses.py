@@ -1,0 +1,133 @@
+"""Keras's losses by their names, for ``compile(loss=...)``.
+
+Every loss here takes Keras's argument order, ``loss(y_true, y_pred)``, and
+returns the batch mean as a scalar tensor with gradients (they call the
+functional losses, whose order is PyTorch's: ``F.mse_loss(y_pred, y_true)``).
+As in Keras, targets whose shape differs from the predictions' only by a
+trailing axis of 1 ((batch,) against (batch, 1)) are reshaped to match.
+
+``get(identifier)`` resolves what ``compile(loss=...)`` may be given:
+"sparse_categorical_crossentropy", "categorical_crossentropy",
+"binary_crossentropy", "mse" / "mean_squared_error", a loss object such as
+``SparseCategoricalCrossentropy(from_logits=True)``, or any callable.
+"""
+import numpy as np
+
+from . import functional as F
+from .tensor import Tensor
+
+__all__ = ["BinaryCrossentropy", "CategoricalCrossentropy", "Loss", "MeanSquaredError",
+           "SparseCategoricalCrossentropy", "binary_crossentropy", "categorical_crossentropy",
+           "get", "mean_squared_error", "mse", "sparse_categorical_crossentropy"]
+
+
+def _match(y_true, y_pred):
+    """y_true reshaped to y_pred's shape when they differ by a trailing 1."""
+    pred = tuple(y_pred.shape)
+    true = tuple(y_true.shape) if hasattr(y_true, "shape") else np.shape(y_true)
+    if true != pred and (true == pred + (1,) or pred == true + (1,)):
+        if isinstance(y_true, Tensor):
+            return F.reshape(y_true, pred)
+        return np.reshape(np.asarray(y_true), pred)
+    return y_true
+
+
+def _pred(y_pred, fn):
+    if isinstance(y_pred, Tensor):
+        return y_pred
+    return F._tensor(y_pred, fn, "y_pred")
+
+
+def mean_squared_error(y_true, y_pred):
+    """mean((y_pred - y_true) ** 2) over all elements."""
+    y_pred = _pred(y_pred, "mean_squared_error")
+    return F.mse_loss(y_pred, _match(y_true, y_pred))
+
+
+mse = mean_squared_error
+
+
+def binary_crossentropy(y_true, y_pred, from_logits=False):
+    """F.binary_cross_entropy(y_pred, y_true, from_logits)."""
+    y_pred = _pred(y_pred, "binary_crossentropy")
+    return F.binary_cross_entropy(y_pred, _match(y_true, y_pred), from_logits=from_logits)
+
+
+def categorical_crossentropy(y_true, y_pred, from_logits=False):
+    """F.categorical_crossentropy(y_pred, y_true, from_logits): one-hot targets."""
+    return F.categorical_crossentropy(y_pred, y_true, from_logits=from_logits)
+
+
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
+    """F.sparse_categorical_crossentropy(y_pred, y_true, from_logits): integer targets."""
+    return F.sparse_categorical_crossentropy(y_pred, y_true, from_logits=from_logits)
+
+
+class Loss:
+    """A loss with its options: ``loss(y_true, y_pred) -> scalar tensor``."""
+    _fn = None
+
+    def __init__(self, from_logits=False):
+        self.from_logits = bool(from_logits)
+
+    def __call__(self, y_true, y_pred):
+        return type(self)._fn(y_true, y_pred, from_logits=self.from_logits)
+
+    def get_config(self):
+        return {"from_logits": self.from_logits}
+
+    def __repr__(self):
+        return f"{type(self).__name__}(from_logits={self.from_logits})"
+
+
+class BinaryCrossentropy(Loss):
+    _fn = staticmethod(binary_crossentropy)
+
+
+class CategoricalCrossentropy(Loss):
+    _fn = staticmethod(categorical_crossentropy)
+
+
+class SparseCategoricalCrossentropy(Loss):
+    _fn = staticmethod(sparse_categorical_crossentropy)
+
+
+class MeanSquaredError(Loss):
+    def __init__(self):
+        super().__init__(False)
+
+    def __call__(self, y_true, y_pred):
+        return mean_squared_error(y_true, y_pred)
+
+    def get_config(self):
+        return {}
+
+    def __repr__(self):
+        return "MeanSquaredError()"
+
+
+_BY_NAME = {
+    "sparse_categorical_crossentropy": sparse_categorical_crossentropy,
+    "categorical_crossentropy": categorical_crossentropy,
+    "binary_crossentropy": binary_crossentropy,
+    "mse": mean_squared_error,
+    "mean_squared_error": mean_squared_error,
+}
+
+
+def get(identifier):
+    """The loss function ``loss(y_true, y_pred)`` for a Keras name (any case),
+    a Loss class (instantiated with its defaults), or a Loss object or other
+    callable (returned as it is). ValueError for an unknown name."""
+    if isinstance(identifier, str):
+        fn = _BY_NAME.get(identifier.lower())
+        if fn is None:
+            raise ValueError(f"losses.get: unknown loss {identifier!r}; valid names are "
+                             f"{sorted(_BY_NAME)}")
+        return fn
+    if isinstance(identifier, type) and issubclass(identifier, Loss):
+        return identifier()
+    if callable(identifier):
+        return identifier
+    raise TypeError(f"losses.get: argument 'identifier' must be a loss name or a callable, got "
+                    f"{type(identifier).__name__}")
