@@ -14,6 +14,8 @@ uniform kernels, zero biases. Layers start in training mode, as PyTorch
 modules do: ``eval()`` switches Dropout off and makes BatchNormalization use
 its moving statistics.
 """
+import functools
+import inspect
 import math
 import numbers
 
@@ -431,6 +433,57 @@ class Layer(Module):
     them on the first call. ``input_shape`` (without the batch axis) builds
     them at construction and fixes the shape later inputs must have.
     ``dtype`` is the weights' dtype: float32, or float64 for precise checks."""
+
+    def __init_subclass__(cls, **kwargs):
+        # Records the arguments of the outermost constructor call, so that
+        # get_config() can rebuild the layer (model.save / load_model).
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def recording_init(self, *args, **kw):
+            if "_config" not in self.__dict__:
+                bound = signature.bind(self, *args, **kw)
+                arguments = dict(bound.arguments)
+                arguments.pop("self", None)
+                for name, p in signature.parameters.items():
+                    if p.kind is inspect.Parameter.VAR_KEYWORD:
+                        arguments.update(arguments.pop(name, {}))
+                    elif p.kind is inspect.Parameter.VAR_POSITIONAL:
+                        arguments.pop(name, None)
+                object.__setattr__(self, "_config", arguments)
+            init(self, *args, **kw)
+
+        cls.__init__ = recording_init
+
+    def get_config(self):
+        """{"class_name", "config"}: the constructor arguments this layer was
+        made with, as JSON values (layers inside it as nested configs)."""
+        def value(v, name):
+            if v is None or isinstance(v, (bool, str)):
+                return v
+            if isinstance(v, numbers.Integral):
+                return int(v)
+            if isinstance(v, numbers.Real):
+                return float(v)
+            if isinstance(v, (tuple, list)):
+                return [value(e, name) for e in v]
+            if isinstance(v, np.dtype) or (isinstance(v, type) and issubclass(v, np.generic)):
+                return np.dtype(v).name
+            named = [k for k, f in _ACTIVATIONS.items() if f is v]
+            if named:
+                return named[0]
+            if hasattr(v, "get_config"):
+                return {"class_name": type(v).__name__, "config": v.get_config()}
+            raise TypeError(f"{type(self).__name__}.get_config: argument {name!r} is a "
+                            f"{type(v).__name__}, which cannot be saved; pass a name "
+                            f"(e.g. activation=\"relu\") to make the layer saveable")
+        config = self.__dict__.get("_config", {})
+        return {"class_name": type(self).__name__,
+                "config": {k: value(v, k) for k, v in config.items()}}
 
     def __init__(self, input_shape=None, dtype=None):
         super().__init__()
