@@ -4,7 +4,9 @@
     python bench/run.py gemm [--threads 1 2] [--sizes 256 1024 64x2048x512]
                              [--repeat 5] [--min-time 0.2] [--json out.json]
     python bench/run.py overhead [--batches 32 256]   # one MLP training step vs PyTorch
+    python bench/run.py conv                          # the flagship CNN's layers and step
     python bench/run.py optim                         # one Adam step over the flagship CNN
+    python bench/run.py train [--keras-python PY]     # training it: fastnn, PyTorch, Keras
 
 Every fastnn result is checked against a float64 NumPy reference before it is
 timed, and a wrong result stops the run with an error. The machines here are
@@ -175,6 +177,9 @@ def describe_environment(session):
     preload = os.environ.get("LD_PRELOAD", "")
     print(f"allocator: {'LD_PRELOAD=' + preload if preload else 'the C library malloc'} "
           "(compare both: tcmalloc is PyTorch's best case here)")
+    if info.get("malloc_keeps_freed_memory") and not preload:
+        print("  fastnn made glibc malloc keep freed memory (FASTNN_KEEP_FREED_MEMORY=0 "
+              "turns it off); PyTorch, in this process, gains from it too")
     for name in OPENBLAS_OVERRIDES:
         if name in os.environ:
             print(f"WARNING: {name}={os.environ[name]} is set and slows NumPy's OpenBLAS; "
@@ -549,6 +554,158 @@ def run_conv(args, session):
                 total["fb_ratio"] = total["torch_fb_ms"] / total["fastnn_fb_ms"]
             session.row(total)
             rows.append(total)
+            row = training_step_row(args, torch, t)
+            session.row(row)
+            rows.append(row)
+    return rows
+
+
+def training_step_row(args, torch, threads):
+    """One whole training step of the flagship network (forward, loss,
+    backward, Adam) in fastnn and PyTorch (its faster memory format), from
+    the same weights and batch, after checking that their losses agree."""
+    import flagship
+    weights = flagship.init_weights()
+    x, y = flagship.data(args.batch)
+    steps = {"fastnn": flagship.fastnn_step(flagship.fastnn_model(weights), x, y)}
+    if torch is not None:
+        for fmt in ("nchw", "channels_last"):
+            cl = fmt == "channels_last"
+            steps[fmt] = flagship.torch_step(torch, flagship.torch_model(torch, weights, cl),
+                                             x, y, cl)
+    losses = {name: [float(step().item()) for _ in range(3)] for name, step in steps.items()}
+    for name, values in losses.items():
+        if not np.allclose(values, losses["fastnn"], rtol=2e-3, atol=1e-4):
+            raise BenchError(f"training step: fastnn's losses {losses['fastnn']} differ from "
+                             f"PyTorch ({name}) {values} from the same weights")
+    times = {k: summarize(v)["best_s"] * 1e3
+             for k, v in time_interleaved(steps, args.min_time, args.repeat).items()}
+    row = {"bench": "conv", "layer": "training step", "threads": threads,
+           "fastnn_fb_ms": times["fastnn"]}
+    if torch is not None:
+        row["torch_fb_ms"] = min(times["nchw"], times["channels_last"])
+        row["fb_ratio"] = row["torch_fb_ms"] / row["fastnn_fb_ms"]
+    return row
+
+
+# ------------------------------------------------------------------ train
+
+def add_train_arguments(p):
+    p.add_argument("--batch", type=int, default=64, help="batch size (default: 64)")
+    p.add_argument("--steps", type=int, default=100, help="timed steps (default: 100)")
+    p.add_argument("--keras-python", metavar="PYTHON",
+                   help="a Python with tensorflow (Keras 3) installed, to time the original "
+                        "Keras code on the same arrays in a subprocess")
+
+
+KERAS_SCRIPT = r"""
+import os, sys, time
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+threads = int(sys.argv[2])
+import tensorflow as tf
+tf.config.threading.set_intra_op_parallelism_threads(threads)
+tf.config.threading.set_inter_op_parallelism_threads(threads)
+import numpy as np
+import keras
+from keras import layers
+d = np.load(sys.argv[1])
+x, y, batch = d["x"], d["y"], int(d["batch"])
+model = keras.Sequential([
+    keras.Input((32, 32, 3)),
+    layers.Conv2D(32, (3, 3), activation="relu", padding="same"), layers.MaxPooling2D((2, 2)),
+    layers.Conv2D(64, (3, 3), activation="relu", padding="same"), layers.MaxPooling2D((2, 2)),
+    layers.Conv2D(128, (3, 3), activation="relu", padding="same"), layers.MaxPooling2D((2, 2)),
+    layers.Flatten(), layers.Dense(512, activation="relu"), layers.Dense(10, activation="softmax")])
+model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+              metrics=["accuracy"])
+model.fit(x[:10 * batch], y[:10 * batch], batch_size=batch, epochs=1, verbose=0)
+best = float("inf")
+for _ in range(int(d["repeat"])):
+    t0 = time.perf_counter()
+    model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=True)
+    best = min(best, (time.perf_counter() - t0) / (len(x) // batch))
+print("KERAS_STEP_S", best)
+"""
+
+
+def keras_step_seconds(python, x, y, batch, threads, repeat):
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "data.npz")
+        np.savez(data, x=x, y=y, batch=batch, repeat=repeat)
+        script = os.path.join(tmp, "keras_train.py")
+        with open(script, "w") as f:
+            f.write(KERAS_SCRIPT)
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))  # LD_PRELOAD passes on too
+        done = subprocess.run([python, script, data, str(threads)], capture_output=True,
+                              text=True, env=env, timeout=3600)
+    for line in done.stdout.splitlines():
+        if line.startswith("KERAS_STEP_S"):
+            return float(line.split()[1])
+    print(f"Keras run failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+    return None
+
+
+def run_train(args, session):
+    """Training of the flagship network on the same arrays: fastnn's
+    model.fit against a PyTorch loop (channels_last, Adam) and, with
+    --keras-python, the original Keras code."""
+    import flagship
+    torch = import_torch()
+    n = args.steps * args.batch
+    x, y = flagship.data(n)
+    print(f"timing: best of {args.repeat} runs of {args.steps} steps of batch {args.batch} "
+          f"(after a warm-up); fastnn and Keras run model.fit, PyTorch (channels_last) a "
+          f"loop over shuffled batches")
+    session.table([("library", "library", ""), ("threads", "threads", "d"),
+                   ("ms/step", "ms", ".2f"), ("images/s", "images_s", ",.0f"),
+                   ("fastnn speedup", "speedup", ".2f")])
+    rows = []
+    for t in args.threads:
+        with session.threads(t):
+            weights = flagship.init_weights()
+            model = flagship.fastnn_model(weights)
+            model.fit(x[:5 * args.batch], y[:5 * args.batch], batch_size=args.batch, verbose=0)
+
+            def fastnn_run():
+                model.fit(x, y, batch_size=args.batch, epochs=1, verbose=0, shuffle=True)
+            runs = {"fastnn": fastnn_run}
+            if torch is not None:
+                tm = flagship.torch_model(torch, weights, channels_last=True)
+                opt = torch.optim.Adam(tm.parameters(), lr=1e-3)
+                xt = flagship.torch_images(torch, x, channels_last=True)
+                yt = torch.from_numpy(y)
+                gen = torch.Generator().manual_seed(0)
+
+                def torch_run(steps=args.steps):
+                    order = torch.randperm(n, generator=gen)
+                    for i in range(steps):
+                        idx = order[i * args.batch:(i + 1) * args.batch]
+                        opt.zero_grad()
+                        loss = torch.nn.functional.cross_entropy(tm(xt[idx]), yt[idx])
+                        loss.backward()
+                        opt.step()
+                torch_run(5)
+                runs["PyTorch"] = torch_run
+            best = {k: float("inf") for k in runs}
+            for r in range(args.repeat):
+                for name in (list(runs) if r % 2 == 0 else list(reversed(runs))):
+                    t0 = time.perf_counter()
+                    runs[name]()
+                    best[name] = min(best[name], (time.perf_counter() - t0) / args.steps)
+            if args.keras_python:
+                k = keras_step_seconds(args.keras_python, x, y, args.batch, t, args.repeat)
+                if k is not None:
+                    best["Keras"] = k
+            peers = [v for name, v in best.items() if name != "fastnn"]
+            for name, s in best.items():
+                row = {"bench": "train", "library": name, "threads": t, "ms": s * 1e3,
+                       "images_s": args.batch / s}
+                if name == "fastnn" and peers:
+                    row["speedup"] = min(peers) / s
+                session.row(row)
+                rows.append(row)
     return rows
 
 
@@ -651,10 +808,12 @@ SUBCOMMANDS = {
              add_gemm_arguments, run_gemm),
     "overhead": ("one training step of a small MLP (784-128-10, SGD): fastnn against PyTorch",
                  add_overhead_arguments, run_overhead),
-    "conv": ("the flagship CNN's layers, forward and forward+backward: fastnn against PyTorch",
-             add_conv_arguments, run_conv),
+    "conv": ("the flagship CNN's layers, forward and forward+backward, and its whole "
+             "training step: fastnn against PyTorch", add_conv_arguments, run_conv),
     "optim": ("one Adam step over the flagship CNN's parameters: fastnn against PyTorch",
               add_optim_arguments, run_optim),
+    "train": ("training the flagship CNN (model.fit, Adam): fastnn against PyTorch and Keras",
+              add_train_arguments, run_train),
 }
 
 
