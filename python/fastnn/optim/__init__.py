@@ -85,9 +85,10 @@ def _param_list(params, fn):
 class Optimizer:
     """The base class: parameter groups, state, ``zero_grad``, ``state_dict``.
 
-    A subclass sets ``_state_names`` (its state buffers, PyTorch's names, in
-    the order its kernel takes them) and implements ``_kernel_args(group)``
-    and ``_buffers_in_use(group)``.
+    A subclass sets ``_kernel`` (the name of its step in fastnn._C and
+    fastnn._C_cuda) and ``_state_names`` (its state buffers, PyTorch's names,
+    in the order the kernel takes them), and implements
+    ``_buffers_in_use(group)`` and ``_kernel_args(group)``.
     """
     _state_names = ()
     _has_step = True  # keeps a per-parameter step count in state["step"]
