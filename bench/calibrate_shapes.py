@@ -73,7 +73,7 @@ def train(torch, x, y, x_test, y_test, epochs, augment, seed):
             opt.zero_grad()
             loss.backward()
             opt.step()
-            loss_sum += float(loss) * len(yb)
+            loss_sum += loss.item() * len(yb)
             correct += int((out.argmax(1) == yb).sum())
             seen += len(yb)
         acc = evaluate(torch, m, x_test, y_test)

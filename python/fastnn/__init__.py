@@ -38,3 +38,7 @@ def build_info():
 __all__ = ["Tensor", "build_info", "concatenate", "cuda", "enable_grad", "functional",
            "get_num_threads", "initial_seed", "is_grad_enabled", "kernels", "manual_seed",
            "nn", "no_grad", "set_num_threads", "stack", "tensor"]
+
+from . import data, datasets  # noqa: E402  (input pipelines and image sets)
+
+__all__ += ["data", "datasets"]

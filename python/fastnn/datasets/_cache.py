@@ -1,7 +1,7 @@
 """Where datasets live, and a cache of arrays that a crash or a damaged file
 cannot turn into wrong data."""
 import os
-import tempfile
+import uuid
 import zipfile
 
 import numpy as np
@@ -47,18 +47,24 @@ def _read(path, shapes, label_range):
 
 
 def _write(path, arrays):
-    folder = os.path.dirname(path)
+    folder, name = os.path.split(path)
+    # a fresh name in the same folder (the rename must not cross file
+    # systems), created with the user's umask, unlike tempfile's 0600
+    tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}-{name}")
     try:
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+        f = open(tmp, "xb")
     except OSError:
         return
     try:
-        with os.fdopen(fd, "wb") as f:
+        with f:
             np.savez(f, **arrays)
         os.replace(tmp, path)
     except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        pass  # a full disk, say: the arrays are still returned
+    finally:
+        if os.path.exists(tmp):
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
