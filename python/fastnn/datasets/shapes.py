@@ -142,9 +142,8 @@ def _draw(labels, rng):
 
     _blots(img, rng)
     sigma = _uniform(rng, 3, 20, (n, 1, 1))
-    noise = rng.random(img.shape, dtype=np.float32)
-    noise -= 0.5
-    noise *= sigma * np.float32(np.sqrt(12))  # uniform noise of standard deviation sigma
+    noise = rng.standard_normal(img.shape, dtype=np.float32)
+    noise *= sigma
     img += noise
     np.clip(img, 0, 255, out=img)
     img += 0.5
