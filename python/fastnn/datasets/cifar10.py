@@ -49,25 +49,24 @@ def load_data(path=None):
             with open(member, "rb") as f:
                 return f.read()
         return _load(read, source)
+    wanted = {f"{FOLDER}/{name}": name for name in TRAIN_BATCHES + (TEST_BATCH,)}
+    found = {}
     try:
-        with tarfile.open(source, "r:*") as tar:
-            def read(name):
-                try:
-                    member = tar.getmember(f"{FOLDER}/{name}")
-                except KeyError:
-                    raise ValueError(f"cifar10.load_data: the archive {source} lacks "
-                                     f"{FOLDER}/{name}; {_HOW_TO_GET}") from None
-                f = tar.extractfile(member) if member.isfile() else None
-                if f is None:
-                    raise ValueError(f"cifar10.load_data: {FOLDER}/{name} in {source} is not "
-                                     f"a file; {_HOW_TO_GET}")
-                return f.read()
-            return _load(read, source)
+        # one pass in stream mode: seeking back in a .gz decompresses it again
+        with tarfile.open(source, "r|*") as tar:
+            for member in tar:
+                if member.name in wanted and member.isfile():
+                    found[wanted[member.name]] = tar.extractfile(member).read()
     except (tarfile.TarError, EOFError, OSError, zlib.error) as e:  # BadGzipFile: OSError
-        if isinstance(e, FileNotFoundError):
-            raise
         raise ValueError(f"cifar10.load_data: {source} is not a readable CIFAR-10 archive "
                          f"({type(e).__name__}: {e}); {_HOW_TO_GET}") from None
+
+    def read(name):
+        if name not in found:
+            raise ValueError(f"cifar10.load_data: the archive {source} lacks the file "
+                             f"{FOLDER}/{name}; {_HOW_TO_GET}")
+        return found.pop(name)  # let each batch's bytes go once read
+    return _load(read, source)
 
 
 _HOW_TO_GET = (f"download '{ARCHIVE}' (the CIFAR-10 python version) from {URL} and put it, "
