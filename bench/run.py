@@ -7,6 +7,7 @@
     python bench/run.py conv                          # the flagship CNN's layers and step
     python bench/run.py optim                         # one Adam step over the flagship CNN
     python bench/run.py train [--keras-python PY]     # training it: fastnn, PyTorch, Keras
+    python bench/run.py augment [--batch 64]           # ImageDataGenerator.flow, images/s
 
 Every fastnn result is checked against a float64 NumPy reference before it is
 timed, and a wrong result stops the run with an error. The machines here are
@@ -800,6 +801,109 @@ def run_optim(args, session):
     return rows
 
 
+# ------------------------------------------------------------------ augment
+
+def add_augment_arguments(p):
+    p.add_argument("--batch", type=int, default=64, help="batch size (default: 64)")
+    p.add_argument("--images", type=int, default=50000,
+                   help="images in the data set the batches are drawn from (default: 50000)")
+
+
+def augment_reference():
+    """tests/reference/augment.py, the float64 NumPy reference of the warp."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, os.path.join(here, "..", "tests"))
+    try:
+        from reference import augment
+    except ImportError as e:
+        raise BenchError(f"the augment benchmark checks against tests/reference/augment.py, "
+                         f"which cannot be imported ({e})") from None
+    finally:
+        sys.path.pop(0)
+    return augment
+
+
+def check_augment_batch(it, x, threads):
+    """Raises BenchError unless batch 0 of flow iterator `it` is, image by
+    image, the NumPy reference's transform of its source image."""
+    ref = augment_reference()
+    index, params = it._batch_params(0)
+    got = it[0]  # no targets: the batch of images alone
+    for k, j in enumerate(index):
+        want = ref.transform(x[j], {key: v[k] for key, v in params.items()},
+                             it.image_data_generator.fill_mode)
+        err = float(np.abs(got[k] - want).max())
+        if not err <= 1e-3:  # float32 rounding of 0..255 values is ~1e-5
+            raise BenchError(f"ImageDataGenerator.flow on {threads} thread(s): image {k} of the "
+                             f"batch differs from the NumPy reference by {err:.3g}")
+
+
+def torch_flow(torch, x, batch, seed):
+    """PyTorch doing the same per batch: gather, convert to float, draw the
+    rotation (15 degrees), shifts (0.1) and flips, affine_grid + grid_sample
+    (bilinear, border padding: Keras's "nearest")."""
+    tf = torch.nn.functional
+    data = torch.from_numpy(x)
+    gen = torch.Generator().manual_seed(seed)
+    state = {"order": torch.randperm(len(x), generator=gen), "i": 0}
+
+    def next_batch():
+        i = state["i"]
+        if (i + 1) * batch > len(x):
+            state["order"], i = torch.randperm(len(x), generator=gen), 0
+        state["i"] = i + 1
+        idx = state["order"][i * batch:(i + 1) * batch]
+        xb = data[idx].permute(0, 3, 1, 2).float()
+        n = xb.shape[0]
+        theta = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(15)
+        shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * 0.2  # 0.1 of the size, in [-1, 1] units
+        flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+        m = torch.zeros(n, 2, 3)
+        m[:, 0, 0] = torch.cos(theta) * flip
+        m[:, 0, 1] = -torch.sin(theta)
+        m[:, 1, 0] = torch.sin(theta) * flip
+        m[:, 1, 1] = torch.cos(theta)
+        m[:, :, 2] = shift
+        grid = tf.affine_grid(m, list(xb.shape), align_corners=False)
+        return tf.grid_sample(xb, grid, mode="bilinear", padding_mode="border",
+                              align_corners=False)
+    return next_batch
+
+
+def run_augment(args, session):
+    from fastnn.data import ImageDataGenerator
+    torch = import_torch()
+    print(f"timing: best of {args.repeat} interleaved samples of >= {args.min_time} s each; "
+          f"batches of {args.batch} uint8 32x32x3 images drawn from {args.images}, rotation 15, "
+          f"shifts 0.1, horizontal flips, float32 out; PyTorch: affine_grid + grid_sample")
+    session.table([("bench", "name", ""), ("threads", "threads", "d"),
+                   ("fastnn img/s", "fastnn_images_per_s", ".0f"),
+                   ("torch img/s", "torch_images_per_s", ".0f"), ("fastnn/torch", "ratio", ".2f")])
+    x = np.random.default_rng(0).integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
+    gen = ImageDataGenerator(rotation_range=15, width_shift_range=0.1, height_shift_range=0.1,
+                             horizontal_flip=True)
+    rows = []
+    for t in args.threads:
+        with session.threads(t):
+            it = gen.flow(x, batch_size=args.batch, seed=0)
+            check_augment_batch(it, x, t)
+            fns = {"fastnn": lambda: next(it)}
+            if torch is not None:
+                fns["torch"] = torch_flow(torch, x, args.batch, 0)
+            times = {k: summarize(v) for k, v in
+                     time_interleaved(fns, args.min_time, args.repeat).items()}
+        row = {"bench": "augment", "name": f"flow batch {args.batch}", "threads": t,
+               "fastnn_images_per_s": args.batch / times["fastnn"]["best_s"],
+               "fastnn_times": times["fastnn"]}
+        if torch is not None:
+            row["torch_images_per_s"] = args.batch / times["torch"]["best_s"]
+            row["torch_times"] = times["torch"]
+            row["ratio"] = row["fastnn_images_per_s"] / row["torch_images_per_s"]
+        session.row(row)
+        rows.append(row)
+    return rows
+
+
 # ------------------------------------------------------------------ main
 
 # name -> (help, add_arguments(parser), run(args, session) -> list of row dicts)
@@ -814,6 +918,8 @@ SUBCOMMANDS = {
               add_optim_arguments, run_optim),
     "train": ("training the flagship CNN (model.fit, Adam): fastnn against PyTorch and Keras",
               add_train_arguments, run_train),
+    "augment": ("ImageDataGenerator.flow (rotation, shifts, flips), images/s: fastnn against "
+                "PyTorch's affine_grid + grid_sample", add_augment_arguments, run_augment),
 }
 
 

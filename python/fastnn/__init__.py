@@ -15,7 +15,7 @@ from .tensor import Tensor, tensor
 from . import functional
 from . import nn
 from . import losses, metrics, optim, regularizers
-from . import callbacks, models
+from . import callbacks, data, datasets, models
 from .functional import concatenate, stack
 
 __version__ = _C.build_info()["version"]
@@ -45,8 +45,7 @@ def build_info():
     return info
 
 
-__all__ = ["Tensor", "build_info", "callbacks", "concatenate", "cuda", "enable_grad", "functional",
-           "get_num_threads", "initial_seed", "is_grad_enabled", "kernels", "losses",
-           "manual_seed", "metrics", "models", "nn", "no_grad", "optim", "regularizers",
-           "set_num_threads",
-           "stack", "tensor"]
+__all__ = ["Tensor", "build_info", "callbacks", "concatenate", "cuda", "data", "datasets",
+           "enable_grad", "functional", "get_num_threads", "initial_seed", "is_grad_enabled",
+           "kernels", "losses", "manual_seed", "metrics", "models", "nn", "no_grad", "optim",
+           "regularizers", "set_num_threads", "stack", "tensor"]

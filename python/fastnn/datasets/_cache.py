@@ -1,0 +1,70 @@
+"""Where datasets live, and a cache of arrays that a crash or a damaged file
+cannot turn into wrong data."""
+import os
+import uuid
+import zipfile
+
+import numpy as np
+
+
+def data_dir():
+    """``$FASTNN_DATA`` when set, else ``~/.cache/fastnn`` (not created here)."""
+    env = os.environ.get("FASTNN_DATA")
+    return os.path.abspath(os.path.expanduser(env if env else os.path.join("~", ".cache", "fastnn")))
+
+
+def load_or_create(name, shapes, create, label_range):
+    """The arrays of cache file `name` in data_dir(), when it holds exactly
+    `shapes` (uint8 images and int64 labels in [0, label_range), keys named
+    'x_*' and 'y_*'); otherwise `create()` -> dict of arrays, saved there
+    (written to a temporary file, then renamed, so no reader ever sees half a
+    file; when the folder cannot be written the arrays are returned unsaved)."""
+    path = os.path.join(data_dir(), name)
+    arrays = _read(path, shapes, label_range)
+    if arrays is not None:
+        return arrays
+    arrays = create()
+    _write(path, arrays)
+    return arrays
+
+
+def _read(path, shapes, label_range):
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if sorted(f.files) != sorted(shapes):
+                return None
+            arrays = {k: f[k] for k in shapes}  # reading checks each member's CRC
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError):
+        return None
+    for k, shape in shapes.items():
+        a = arrays[k]
+        want = np.uint8 if k.startswith("x") else np.int64
+        if a.shape != shape or a.dtype != want:
+            return None
+        if k.startswith("y") and a.size and (a.min() < 0 or a.max() >= label_range):
+            return None
+    return arrays
+
+
+def _write(path, arrays):
+    folder, name = os.path.split(path)
+    # a fresh name in the same folder (the rename must not cross file
+    # systems), created with the user's umask, unlike tempfile's 0600
+    tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}-{name}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        f = open(tmp, "xb")
+    except OSError:
+        return
+    try:
+        with f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a full disk, say: the arrays are still returned
+    finally:
+        if os.path.exists(tmp):
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
