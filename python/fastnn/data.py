@@ -87,9 +87,10 @@ class ImageDataGenerator:
         x = _images(x, "x", fn)
         if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or rounds < 1:
             raise ValueError(f"{fn}: argument 'rounds' must be an int >= 1, got {rounds!r}")
-        if not augment:
+        if augment:
+            seed = _seed(seed, fn)
+        else:
             rounds = 1
-        seed = _seed(seed, fn)
         channels = x.shape[3]
 
         def chunks():
