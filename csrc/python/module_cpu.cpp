@@ -20,6 +20,7 @@ namespace fastnn {
 void bind_pointwise(py::module_& m);  // bind_pointwise.cpp
 void bind_conv(py::module_& m);       // bind_conv.cpp
 void bind_pool(py::module_& m);       // bind_pool.cpp
+void bind_rnn(py::module_& m);        // bind_rnn.cpp
 }
 
 namespace {
@@ -152,6 +153,7 @@ PYBIND11_MODULE(_C, m) {
   bind_pointwise(m);
   bind_conv(m);
   bind_pool(m);
+  bind_rnn(m);
   m.def("gemm", &gemm_py, py::arg("a"), py::arg("b"), py::arg("trans_a"), py::arg("trans_b"),
         py::arg("alpha"), py::arg("beta"), py::arg("c").none(true),
         "c = alpha * op(a) @ op(b) + beta * c on float32 arrays; c is updated in place");

@@ -1,0 +1,621 @@
+// LSTM and GRU sequence kernels on the CPU (see fastnn/rnn.h).
+//
+// Forward: gx = x W_x for all steps as one GEMM, written where the gates
+// are kept. Then per step the recurrent product h_{t-1} W_h runs on the GEMM
+// microkernels against W_h packed once into the microkernel's panels, one
+// register tile (MR rows by NR units of one gate) at a time into a small
+// buffer, and the fused pass (csrc/cpu/isa/rnn_kernels.inc) turns the
+// tiles of all gates of those rows and units, with gx and the bias, into
+// the activated gates, the new cell state and h_t, while they are in L1.
+//
+// The units are split into blocks of NR, each thread owning a contiguous
+// range of blocks for the whole sequence: it computes all gates of its
+// units, so a step needs one barrier (the next step's product reads every
+// unit of h_t), two for the textbook GRU (whose candidate multiplies r h,
+// all units of it, by Uh). Each value is computed by the same code whatever
+// the thread count, so results do not depend on it.
+//
+// Backward: per step (last first) the fused gate backward writes the
+// gradients of the pre-activations (da) of its units and adds their column
+// sums to the bias gradient; then the product da W_h^T (W_h^T packed once)
+// gives the gradient reaching h_{t-1} for the thread's units. At the end
+// the weight gradients and dx are GEMMs over all steps at once:
+//   dW_x = x^T da,  dW_h = h_prev^T da,  dx = da W_x^T.
+#include "fastnn/rnn.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "cpu/isa/gemm_kernels.h"
+#include "cpu/isa/rnn_kernels.h"
+#include "cpu/workspace.h"
+#include "fastnn/check.h"
+#include "fastnn/gemm.h"
+#include "fastnn/parallel.h"
+#include "fastnn/rnn_math.h"
+#include "fastnn/runtime.h"
+
+namespace fastnn {
+
+namespace {
+
+const RnnKernels& rnn_kernels() {
+#ifdef FASTNN_HAVE_X86_ISA
+  const Isa isa = active_isa();
+  if (isa == Isa::avx512) return rnn_kernels_avx512();
+  if (isa == Isa::avx2) return rnn_kernels_avx2();
+#endif
+  return rnn_kernels_generic();
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Range [b, e) of `n` items for part `t` of `parts`.
+void part(int64_t n, int t, int parts, int64_t& b, int64_t& e) {
+  b = n * t / parts;
+  e = n * (t + 1) / parts;
+}
+
+// Several buffers cut from one workspace slot, each 64-byte aligned.
+class Carve {
+ public:
+  // Sizes first (add), then one allocation (done), then the pieces in the
+  // same order (take).
+  void add(int64_t n) { total_ = checked_mul(ceil_div(n, 16), 16) + total_; }
+  void done(Slot slot) { next_ = workspace(slot, std::max<int64_t>(total_, 16)); }
+  float* take(int64_t n) {
+    float* p = next_;
+    next_ += ceil_div(n, 16) * 16;
+    return p;
+  }
+
+ private:
+  int64_t total_ = 0;
+  float* next_ = nullptr;
+};
+
+// Threads for the step loop: each must get at least one block of units and
+// enough work per step to pay for its barrier (a few microseconds).
+int step_threads(int64_t blocks, double flops_per_step) {
+  const int64_t useful = std::max<int64_t>(1, int64_t(flops_per_step / 4.0e5));
+  return int(std::max<int64_t>(1, std::min<int64_t>({int64_t(get_num_threads()), blocks, useful})));
+}
+
+// (B,H) rows: a pointer and the distance between rows.
+struct Rows {
+  const float* p;
+  int64_t rs;
+};
+
+// The state entering step t: the given initial one (or zeros) at t = 0,
+// else the step before's row of a (B,T,H) array.
+Rows state_before(int64_t t, const float* initial, const float* zeros, const float* seq,
+                  int64_t T, int64_t H) {
+  if (t > 0) return {seq + (t - 1) * H, T * H};
+  return {initial ? initial : zeros, H};
+}
+
+// W_h (H, G*H) packed for the forward's product: for each block u of NR
+// units and each gate g, the micro-panel of the NR columns g*H + u*NR ...
+// over all H rows, zero past the last unit: panel (u, g) at
+// ((u*G + g) * H) * NR.
+void pack_forward(const GemmKernels& gk, const RnnDims& d, const float* w_h, float* wp) {
+  const int64_t H = d.hidden, G = d.gates(), GH = d.gate_width(), NR = gk.nr;
+  const int64_t blocks = ceil_div(H, NR);
+  parallel_for(blocks * G, std::min<int64_t>(get_num_threads(), ceil_div(blocks * G * H * NR, 1 << 16)),
+               [&](int64_t p0, int64_t p1) {
+                 for (int64_t p = p0; p < p1; ++p) {
+                   const int64_t u = p / G, g = p % G;
+                   gk.pack_b(H, std::min(NR, H - u * NR), w_h + g * H + u * NR, GH, 1,
+                             wp + p * H * NR);
+                 }
+               });
+}
+
+// W_h^T (G*H, H) packed for the backward's product da W_h^T: block u of NR
+// units is one micro-panel over all G*H rows, at u * G*H * NR.
+void pack_backward(const GemmKernels& gk, const RnnDims& d, const float* w_h, float* wp) {
+  const int64_t H = d.hidden, GH = d.gate_width(), NR = gk.nr;
+  const int64_t blocks = ceil_div(H, NR);
+  parallel_for(blocks, std::min<int64_t>(get_num_threads(), ceil_div(blocks * GH * NR, 1 << 16)),
+               [&](int64_t u0, int64_t u1) {
+                 for (int64_t u = u0; u < u1; ++u)
+                   gk.pack_b(GH, std::min(NR, H - u * NR), w_h + u * NR * GH, 1, GH,
+                             wp + u * GH * NR);
+               });
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- forward
+
+void rnn_forward(const RnnDims& d, const float* x, const float* h0, const float* c0,
+                 const float* w_x, const float* w_h, const float* b, float* out, float* c_last,
+                 RnnSaved saved) {
+  const int64_t B = d.batch, T = d.time, I = d.input, H = d.hidden;
+  const int64_t G = d.gates(), GH = d.gate_width();
+  const bool lstm = d.cell == RnnCell::lstm;
+  if (B == 0 || H == 0) return;
+  if (T == 0) {
+    if (c_last) {
+      if (c0)
+        std::memcpy(c_last, c0, size_t(B * H) * sizeof(float));
+      else
+        std::fill(c_last, c_last + B * H, 0.0f);
+    }
+    return;
+  }
+  const RnnKernels& rk = rnn_kernels();
+  const GemmKernels& gk = gemm_kernels_active();
+  const int64_t MR = gk.mr, NR = gk.nr, BT = checked_mul(B, T);
+  const int64_t blocks = ceil_div(H, NR), strips = ceil_div(B, MR);
+  const int nt = step_threads(blocks, 2.0 * double(B) * double(H) * double(GH));
+
+  // the gates: the input projection first, then the activations in place
+  float* gates = saved.gates ? saved.gates : workspace(Slot::rnn_steps, checked_mul(BT, GH));
+  // LSTM: c_t of every step (the saved array or scratch); reset_after: n_t when training
+  float* state = saved.state;
+  if (lstm && !state) state = workspace(Slot::rnn_state, checked_mul(BT, H));
+  Carve carve;
+  carve.add(checked_mul(blocks * G * H, NR));  // packed W_h
+  carve.add(B * H);                            // zeros: absent initial states
+  carve.add(B * H);                            // gru: r * h_{t-1}
+  carve.add(checked_mul(nt, G * MR * NR));     // a tile buffer per thread
+  carve.done(Slot::rnn_small);
+  float* wp = carve.take(blocks * G * H * NR);
+  float* zeros = carve.take(B * H);
+  float* rh = carve.take(B * H);
+  float* tiles = carve.take(nt * G * MR * NR);
+  std::fill(zeros, zeros + B * H, 0.0f);
+
+  gemm(false, false, BT, GH, I, 1.0f, x, I, w_x, GH, 0.0f, gates, GH);
+  pack_forward(gk, d, w_h, wp);
+  const float* bias_h = d.cell == RnnCell::gru_reset_after ? b + GH : nullptr;
+
+  parallel_region(nt, [&](int tid, int nth) {
+    int64_t u0, u1;
+    part(blocks, tid, nth, u0, u1);
+    float* tb = tiles + tid * G * MR * NR;
+    // The product of rows [i, i + m) of `a` with gates [g0, g1) of block u,
+    // each gate's tile at tb + g * MR*NR (full NR columns: the panel is
+    // zero past the last unit).
+    auto product = [&](Rows a, int64_t i, int64_t m, int64_t u, int64_t g0, int64_t g1) {
+      for (int64_t g = g0; g < g1; ++g)
+        gk.tile_strided(H, a.p + i * a.rs, a.rs, 1, wp + (u * G + g) * H * NR, NR,
+                        tb + g * MR * NR, NR, m, NR, 1.0f, 0.0f);
+    };
+    for (int64_t t = 0; t < T; ++t) {
+      const Rows hp = state_before(t, h0, zeros, out, T, H);
+      const Rows cp = lstm ? state_before(t, c0, zeros, state, T, H) : Rows{nullptr, 0};
+      // one block: rows [i, i + m), units [u*NR, +n), pointers set
+      auto block = [&](int64_t i, int64_t m, int64_t u) {
+        const int64_t j = u * NR;
+        RnnForwardBlock a;
+        a.m = m;
+        a.n = std::min(NR, H - j);
+        a.H = H;
+        a.rec = tb;
+        a.rec_rs = NR;
+        a.rec_gs = MR * NR;
+        a.gates = gates + (i * T + t) * GH + j;
+        a.gates_rs = T * GH;
+        a.bias = b + j;
+        a.bias_h = bias_h ? bias_h + j : nullptr;
+        a.h_prev = hp.p + i * hp.rs + j;
+        a.h_prev_rs = hp.rs;
+        if (lstm) {
+          a.c_prev = cp.p + i * cp.rs + j;
+          a.c_prev_rs = cp.rs;
+        }
+        a.h = out + (i * T + t) * H + j;
+        a.h_rs = T * H;
+        if (state) {
+          a.c = state + (i * T + t) * H + j;
+          a.c_rs = T * H;
+        }
+        a.rh = rh + i * H + j;
+        a.rh_rs = H;
+        return a;
+      };
+      if (d.cell == RnnCell::gru) {
+        for (int64_t u = u0; u < u1; ++u)
+          for (int64_t s = 0; s < strips; ++s) {
+            const int64_t i = s * MR, m = std::min(MR, B - i);
+            product(hp, i, m, u, 0, 2);
+            rk.gru_gates(block(i, m, u));
+          }
+        barrier(nth);  // the candidate's product reads r h of every unit
+        for (int64_t u = u0; u < u1; ++u)
+          for (int64_t s = 0; s < strips; ++s) {
+            const int64_t i = s * MR, m = std::min(MR, B - i);
+            gk.tile_strided(H, rh + i * H, H, 1, wp + (u * G + 2) * H * NR, NR, tb, NR, m, NR,
+                            1.0f, 0.0f);
+            rk.gru_output(block(i, m, u));
+          }
+      } else {
+        const auto pass = lstm ? rk.lstm_forward : rk.gru_reset_after_forward;
+        for (int64_t u = u0; u < u1; ++u)
+          for (int64_t s = 0; s < strips; ++s) {
+            const int64_t i = s * MR, m = std::min(MR, B - i);
+            product(hp, i, m, u, 0, G);
+            pass(block(i, m, u));
+          }
+      }
+      barrier(nth);  // the next step's product reads h_t of every unit
+    }
+  });
+  if (c_last)
+    for (int64_t i = 0; i < B; ++i)
+      std::memcpy(c_last + i * H, state + (i * T + T - 1) * H, size_t(H) * sizeof(float));
+}
+
+// ---------------------------------------------------------------- backward
+
+namespace {
+
+// The gradients when no step runs (T, B or H zero): what enters the
+// sequence passes through, the rest is zero.
+void backward_without_steps(const RnnDims& d, const float* dh_last, const float* dc_last,
+                            RnnGrads g) {
+  const int64_t B = d.batch, T = d.time, I = d.input, H = d.hidden, GH = d.gate_width();
+  auto fill = [](float* p, int64_t n, const float* from) {
+    if (!p) return;
+    if (from)
+      std::memcpy(p, from, size_t(n) * sizeof(float));
+    else
+      std::fill(p, p + n, 0.0f);
+  };
+  fill(g.dx, B * T * I, nullptr);
+  fill(g.dh0, B * H, dh_last);
+  fill(g.dc0, B * H, dc_last);
+  fill(g.dw_x, I * GH, nullptr);
+  fill(g.dw_h, H * GH, nullptr);
+  fill(g.db, d.bias_rows() * GH, nullptr);
+}
+
+}  // namespace
+
+void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float* c0,
+                  const float* w_x, const float* w_h, const float* out, const float* gates,
+                  const float* state, const float* dout, const float* dh_last,
+                  const float* dc_last, RnnGrads g) {
+  const int64_t B = d.batch, T = d.time, I = d.input, H = d.hidden;
+  const int64_t GH = d.gate_width();
+  if (B == 0 || T == 0 || H == 0) return backward_without_steps(d, dh_last, dc_last, g);
+  const bool lstm = d.cell == RnnCell::lstm, gru = d.cell == RnnCell::gru;
+  const bool reset_after = d.cell == RnnCell::gru_reset_after;
+  const RnnKernels& rk = rnn_kernels();
+  const GemmKernels& gk = gemm_kernels_active();
+  const int64_t MR = gk.mr, NR = gk.nr, BT = checked_mul(B, T);
+  const int64_t blocks = ceil_div(H, NR), strips = ceil_div(B, MR);
+  // da: the pre-activation gradients, [z, r, n, h~] for reset_after
+  const int64_t DW = reset_after ? GH + H : GH;
+  const int nt = step_threads(blocks, 2.0 * double(B) * double(H) * double(GH));
+
+  float* da = workspace(Slot::rnn_steps, checked_mul(BT, DW));
+  Carve big;  // (B,T,H): gru: r h_{t-1} of every step; h_{t-1} of every step for dw_h
+  if (gru) big.add(checked_mul(BT, H));
+  if (g.dw_h) big.add(checked_mul(BT, H));
+  big.done(Slot::rnn_state);
+  float* rh_all = gru ? big.take(BT * H) : nullptr;
+  float* h_prev_all = g.dw_h ? big.take(BT * H) : nullptr;
+  Carve carve;
+  carve.add(checked_mul(blocks * GH, NR));  // packed W_h^T
+  carve.add(B * H);                         // zeros
+  carve.add(B * H);                         // dh: reaching h_t through the recurrence
+  carve.add(B * H);                         // dc (LSTM)
+  carve.add(B * H);                         // gru: the gradient of r h
+  carve.add(DW);                            // the bias gradients' sums
+  carve.done(Slot::rnn_small);
+  float* wpt = carve.take(blocks * GH * NR);
+  float* zeros = carve.take(B * H);
+  float* dh = carve.take(B * H);
+  float* dc = carve.take(B * H);
+  float* d_rh = carve.take(B * H);
+  float* dbs = carve.take(DW);
+  std::fill(zeros, zeros + B * H, 0.0f);
+  std::fill(dbs, dbs + DW, 0.0f);
+  if (dh_last)
+    std::memcpy(dh, dh_last, size_t(B * H) * sizeof(float));
+  else
+    std::fill(dh, dh + B * H, 0.0f);
+  if (lstm) {
+    if (dc_last)
+      std::memcpy(dc, dc_last, size_t(B * H) * sizeof(float));
+    else
+      std::fill(dc, dc + B * H, 0.0f);
+  }
+  pack_backward(gk, d, w_h, wpt);
+
+  parallel_region(nt, [&](int tid, int nth) {
+    int64_t u0, u1;
+    part(blocks, tid, nth, u0, u1);
+    // dst[rows, units of block u] = beta * dst + da[:, t, k0 : k0 + K] W_h[units, k0 : k0 + K]^T
+    auto product = [&](int64_t t, int64_t k0, int64_t K, float* dst, float beta) {
+      for (int64_t u = u0; u < u1; ++u)
+        for (int64_t s = 0; s < strips; ++s) {
+          const int64_t i = s * MR, m = std::min(MR, B - i);
+          gk.tile_strided(K, da + (i * T + t) * DW + k0, T * DW, 1, wpt + (u * GH + k0) * NR, NR,
+                          dst + i * H + u * NR, H, m, std::min(NR, H - u * NR), 1.0f, beta);
+        }
+    };
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const Rows hp = state_before(t, h0, zeros, out, T, H);
+      const Rows cp = lstm ? state_before(t, c0, zeros, state, T, H) : Rows{nullptr, 0};
+      // all rows of this thread's units
+      RnnBackwardBlock a;
+      a.m = B;
+      a.n = std::min(u1 * NR, H) - u0 * NR;
+      a.H = H;
+      const int64_t j = u0 * NR;
+      a.gates = gates + t * GH + j;
+      a.gates_rs = T * GH;
+      if (state) {
+        a.state = state + t * H + j;
+        a.state_rs = T * H;
+      }
+      if (lstm) {
+        a.c_prev = cp.p + j;
+        a.c_prev_rs = cp.rs;
+        a.dc = dc + j;
+        a.dc_rs = H;
+      }
+      a.h_prev = hp.p + j;
+      a.h_prev_rs = hp.rs;
+      if (dout) {
+        a.dout = dout + t * H + j;
+        a.dout_rs = T * H;
+      }
+      a.dh = dh + j;
+      a.dh_rs = H;
+      a.d_rh = d_rh + j;
+      a.d_rh_rs = H;
+      if (rh_all) {
+        a.rh = rh_all + t * H + j;
+        a.rh_rs = T * H;
+      }
+      a.da = da + t * DW + j;
+      a.da_rs = T * DW;
+      a.db = dbs + j;
+      if (gru) {
+        rk.gru_backward_output(a);
+        barrier(nth);  // the product reads dh~ of every unit
+        product(t, 2 * H, H, d_rh, 0.0f);
+        rk.gru_backward_reset(a);
+        barrier(nth);  // the product reads dr of every unit
+        product(t, 0, 2 * H, dh, 1.0f);
+      } else {
+        (lstm ? rk.lstm_backward : rk.gru_reset_after_backward)(a);
+        barrier(nth);  // the product reads da of every unit
+        product(t, 0, GH, dh, lstm ? 0.0f : 1.0f);
+      }
+    }
+  });
+
+  if (g.dh0) std::memcpy(g.dh0, dh, size_t(B * H) * sizeof(float));
+  if (g.dc0) std::memcpy(g.dc0, dc, size_t(B * H) * sizeof(float));
+  if (g.db) {
+    if (reset_after) {  // [input bias: z, r, h~], [recurrent bias: z, r, n]
+      std::memcpy(g.db, dbs, size_t(2 * H) * sizeof(float));
+      std::memcpy(g.db + 2 * H, dbs + 3 * H, size_t(H) * sizeof(float));
+      std::memcpy(g.db + GH, dbs, size_t(GH) * sizeof(float));
+    } else {
+      std::memcpy(g.db, dbs, size_t(GH) * sizeof(float));
+    }
+  }
+  if (g.dw_h) {
+    for (int64_t i = 0; i < B; ++i) {
+      float* dst = h_prev_all + i * T * H;
+      std::memcpy(dst, h0 ? h0 + i * H : zeros, size_t(H) * sizeof(float));
+      std::memcpy(dst + H, out + i * T * H, size_t((T - 1) * H) * sizeof(float));
+    }
+    if (gru) {
+      gemm(true, false, H, 2 * H, BT, 1.0f, h_prev_all, H, da, DW, 0.0f, g.dw_h, GH);
+      gemm(true, false, H, H, BT, 1.0f, rh_all, H, da + 2 * H, DW, 0.0f, g.dw_h + 2 * H, GH);
+    } else {
+      gemm(true, false, H, GH, BT, 1.0f, h_prev_all, H, da, DW, 0.0f, g.dw_h, GH);
+    }
+  }
+  // the input side's gradients: da's [z, r] and h~ columns for reset_after
+  if (g.dw_x) {
+    if (reset_after) {
+      gemm(true, false, I, 2 * H, BT, 1.0f, x, I, da, DW, 0.0f, g.dw_x, GH);
+      gemm(true, false, I, H, BT, 1.0f, x, I, da + 3 * H, DW, 0.0f, g.dw_x + 2 * H, GH);
+    } else {
+      gemm(true, false, I, GH, BT, 1.0f, x, I, da, DW, 0.0f, g.dw_x, GH);
+    }
+  }
+  if (g.dx) {
+    if (reset_after) {
+      gemm(false, true, BT, I, 2 * H, 1.0f, da, DW, w_x, GH, 0.0f, g.dx, I);
+      gemm(false, true, BT, I, H, 1.0f, da + 3 * H, DW, w_x + 2 * H, GH, 1.0f, g.dx, I);
+    } else {
+      gemm(false, true, BT, I, GH, 1.0f, da, DW, w_x, GH, 0.0f, g.dx, I);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- reference
+
+namespace {
+
+struct ScalarMath {
+  static float sigmoid(float v) { return 1.0f / (1.0f + std::exp(-v)); }
+  static float tanh(float v) { return std::tanh(v); }
+};
+
+// y[n] = a[k] W[k, col0 + n] summed over k < K, W with rows of `ld` floats
+void vec_mat(const float* a, const float* w, int64_t ld, int64_t col0, int64_t K, int64_t N,
+             float* y) {
+  for (int64_t n = 0; n < N; ++n) {
+    float s = 0.0f;
+    for (int64_t k = 0; k < K; ++k) s += a[k] * w[k * ld + col0 + n];
+    y[n] = s;
+  }
+}
+
+// y[k] = sum over n < N of a[n] W[k, col0 + n], k < K: a times W's columns transposed
+void vec_mat_t(const float* a, const float* w, int64_t ld, int64_t col0, int64_t K, int64_t N,
+               float* y) {
+  for (int64_t k = 0; k < K; ++k) {
+    float s = 0.0f;
+    for (int64_t n = 0; n < N; ++n) s += a[n] * w[k * ld + col0 + n];
+    y[k] = s;
+  }
+}
+
+}  // namespace
+
+void rnn_forward_reference(const RnnDims& d, const float* x, const float* h0, const float* c0,
+                           const float* w_x, const float* w_h, const float* b, float* out,
+                           float* c_last, RnnSaved saved) {
+  namespace m = rnn_math;
+  const int64_t B = d.batch, T = d.time, I = d.input, H = d.hidden, GH = d.gate_width();
+  std::vector<float> h(H), c(H), ax(GH), ah(GH), rh(H);
+  for (int64_t i = 0; i < B; ++i) {
+    for (int64_t j = 0; j < H; ++j) {
+      h[j] = h0 ? h0[i * H + j] : 0.0f;
+      c[j] = c0 ? c0[i * H + j] : 0.0f;
+    }
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t row = i * T + t;
+      vec_mat(x + row * I, w_x, GH, 0, I, GH, ax.data());
+      vec_mat(h.data(), w_h, GH, 0, H, GH, ah.data());
+      float* gs = saved.gates ? saved.gates + row * GH : nullptr;
+      float* st = saved.state ? saved.state + row * H : nullptr;
+      if (d.cell == RnnCell::lstm) {
+        for (int64_t j = 0; j < H; ++j) {
+          float a[4];
+          for (int q = 0; q < 4; ++q) a[q] = ax[q * H + j] + ah[q * H + j] + b[q * H + j];
+          float cn, hn;
+          m::lstm_forward<float, ScalarMath>(a[0], a[1], a[2], a[3], c[j], cn, hn);
+          c[j] = cn;
+          h[j] = hn;
+          if (gs)
+            for (int q = 0; q < 4; ++q) gs[q * H + j] = a[q];
+          if (st) st[j] = cn;
+        }
+      } else {
+        const bool after = d.cell == RnnCell::gru_reset_after;
+        const float* bh = after ? b + GH : nullptr;
+        std::vector<float> z(H), r(H), n(H), hc(H);
+        for (int64_t j = 0; j < H; ++j) {
+          z[j] = ax[j] + ah[j] + b[j] + (after ? bh[j] : 0.0f);
+          r[j] = ax[H + j] + ah[H + j] + b[H + j] + (after ? bh[H + j] : 0.0f);
+          m::gru_gates<float, ScalarMath>(z[j], r[j]);
+          rh[j] = r[j] * h[j];
+        }
+        if (after) {
+          for (int64_t j = 0; j < H; ++j) {
+            n[j] = ah[2 * H + j] + bh[2 * H + j];
+            hc[j] = ax[2 * H + j] + b[2 * H + j] + r[j] * n[j];
+          }
+        } else {
+          vec_mat(rh.data(), w_h, GH, 2 * H, H, H, hc.data());
+          for (int64_t j = 0; j < H; ++j) hc[j] += ax[2 * H + j] + b[2 * H + j];
+        }
+        for (int64_t j = 0; j < H; ++j) {
+          h[j] = m::gru_output<float, ScalarMath>(z[j], hc[j], h[j]);
+          if (gs) {
+            gs[j] = z[j];
+            gs[H + j] = r[j];
+            gs[2 * H + j] = hc[j];
+          }
+          if (st && after) st[j] = n[j];
+        }
+      }
+      std::memcpy(out + row * H, h.data(), size_t(H) * sizeof(float));
+    }
+    if (c_last) std::memcpy(c_last + i * H, c.data(), size_t(H) * sizeof(float));
+  }
+}
+
+void rnn_backward_reference(const RnnDims& d, const float* x, const float* h0, const float* c0,
+                            const float* w_x, const float* w_h, const float* out,
+                            const float* gates, const float* state, const float* dout,
+                            const float* dh_last, const float* dc_last, RnnGrads g) {
+  namespace m = rnn_math;
+  const int64_t B = d.batch, T = d.time, I = d.input, H = d.hidden, GH = d.gate_width();
+  const bool after = d.cell == RnnCell::gru_reset_after;
+  std::vector<float> dw_x(size_t(I * GH), 0.0f), dw_h(size_t(H * GH), 0.0f);
+  std::vector<float> db(size_t(d.bias_rows() * GH), 0.0f);
+  std::vector<float> dh(H), dc(H), dax(GH), dah(GH);
+  std::vector<float> hp(H), cp(H), rh(H), d_rh(H), back(H);
+  for (int64_t i = 0; i < B; ++i) {
+    for (int64_t j = 0; j < H; ++j) {
+      dh[j] = dh_last ? dh_last[i * H + j] : 0.0f;
+      dc[j] = dc_last ? dc_last[i * H + j] : 0.0f;
+    }
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const int64_t row = i * T + t;
+      const float* gs = gates + row * GH;
+      for (int64_t j = 0; j < H; ++j) {
+        hp[j] = t > 0 ? out[(row - 1) * H + j] : (h0 ? h0[i * H + j] : 0.0f);
+        if (d.cell == RnnCell::lstm)
+          cp[j] = t > 0 ? state[(row - 1) * H + j] : (c0 ? c0[i * H + j] : 0.0f);
+        if (dout) dh[j] += dout[row * H + j];
+      }
+      // dax: the input side's pre-activation gradients; dah: the recurrent
+      // product's; back: what reaches h_{t-1} outside the recurrent product
+      if (d.cell == RnnCell::lstm) {
+        for (int64_t j = 0; j < H; ++j) {
+          float q[4];
+          m::lstm_backward<float, ScalarMath>(gs[j], gs[H + j], gs[2 * H + j], gs[3 * H + j],
+                                              cp[j], state[row * H + j], dh[j], dc[j], q[0], q[1],
+                                              q[2], q[3]);
+          for (int k = 0; k < 4; ++k) dax[k * H + j] = dah[k * H + j] = q[k];
+          back[j] = 0.0f;
+        }
+      } else {
+        for (int64_t j = 0; j < H; ++j) {
+          float dz, dhc;
+          m::gru_backward_output<float>(gs[j], gs[2 * H + j], hp[j], dh[j], dz, dhc, back[j]);
+          dax[j] = dah[j] = dz;
+          dax[2 * H + j] = dhc;
+          if (after) {
+            float dr, dn;
+            m::gru_backward_reset_after<float>(gs[H + j], state[row * H + j], dhc, dr, dn);
+            dax[H + j] = dah[H + j] = dr;
+            dah[2 * H + j] = dn;
+          }
+        }
+        if (!after) {
+          vec_mat_t(dax.data() + 2 * H, w_h, GH, 2 * H, H, H, d_rh.data());
+          for (int64_t j = 0; j < H; ++j) {
+            const float r = gs[H + j];
+            dax[H + j] = dah[H + j] = m::gru_backward_reset<float>(r, hp[j], d_rh[j], back[j]);
+            rh[j] = r * hp[j];
+            dah[2 * H + j] = dax[2 * H + j];
+          }
+        }
+      }
+      // weights: the candidate's recurrent product multiplies r h in the textbook GRU
+      for (int64_t k = 0; k < H; ++k)
+        for (int64_t n = 0; n < GH; ++n) {
+          const bool via_rh = d.cell == RnnCell::gru && n >= 2 * H;
+          dw_h[k * GH + n] += (via_rh ? rh[k] : hp[k]) * dah[n];
+        }
+      for (int64_t k = 0; k < I; ++k)
+        for (int64_t n = 0; n < GH; ++n) dw_x[k * GH + n] += x[row * I + k] * dax[n];
+      for (int64_t n = 0; n < GH; ++n) {
+        db[n] += dax[n];
+        if (after) db[GH + n] += dah[n];
+      }
+      if (g.dx) vec_mat_t(dax.data(), w_x, GH, 0, I, GH, g.dx + row * I);
+      // dh_{t-1}: the recurrent product (the textbook GRU's candidate part went
+      // into back through r h already)
+      const int64_t through = d.cell == RnnCell::gru ? 2 * H : GH;
+      vec_mat_t(dah.data(), w_h, GH, 0, H, through, dh.data());
+      for (int64_t j = 0; j < H; ++j) dh[j] += back[j];
+    }
+    if (g.dh0) std::memcpy(g.dh0 + i * H, dh.data(), size_t(H) * sizeof(float));
+    if (g.dc0) std::memcpy(g.dc0 + i * H, dc.data(), size_t(H) * sizeof(float));
+  }
+  if (g.dw_x) std::copy(dw_x.begin(), dw_x.end(), g.dw_x);
+  if (g.dw_h) std::copy(dw_h.begin(), dw_h.end(), g.dw_h);
+  if (g.db) std::copy(db.begin(), db.end(), g.db);
+}
+
+}  // namespace fastnn
