@@ -76,6 +76,19 @@ class Carve {
   float* next_ = nullptr;
 };
 
+// Rows [i, i + m) of strip s of `strips`: the batch goes through the
+// register tiles in strips of nearly equal height (at most MR). Even
+// heights keep every tile's FMA chains long enough to cover the latency;
+// a short last strip (B = 32 as 5 x 6 + 2) would run at a fraction of the
+// FMA rate.
+struct Strip {
+  int64_t i, m;
+};
+Strip strip(int64_t B, int64_t strips, int64_t s) {
+  const int64_t q = B / strips, r = B % strips;  // the first r strips get q + 1 rows
+  return {s * q + std::min(s, r), q + (s < r ? 1 : 0)};
+}
+
 // Threads for the step loop: each must get at least one block of units and
 // enough work per step to pay for its barrier (a few microseconds).
 int step_threads(int64_t blocks, double flops_per_step) {
@@ -97,21 +110,33 @@ Rows state_before(int64_t t, const float* initial, const float* zeros, const flo
   return {initial ? initial : zeros, H};
 }
 
-// W_h (H, G*H) packed for the forward's product: for each block u of NR
-// units and each gate g, the micro-panel of the NR columns g*H + u*NR ...
-// over all H rows, zero past the last unit: panel (u, g) at
-// ((u*G + g) * H) * NR.
-void pack_forward(const GemmKernels& gk, const RnnDims& d, const float* w_h, float* wp) {
-  const int64_t H = d.hidden, G = d.gates(), GH = d.gate_width(), NR = gk.nr;
+// The forward's weights packed for the product [x_t, h_{t-1}] [W_x; W_h]:
+// for each block u of NR units and each gate g, the micro-panel of the NR
+// columns g*H + u*NR ... over the KX rows of W_x (KX = I when the product
+// includes the input projection, else 0), then the H rows of W_h, zero
+// past the last unit: panel (u, g) at ((u*G + g) * (KX + H)) * NR.
+void pack_forward(const GemmKernels& gk, const RnnDims& d, int64_t KX, const float* w_x,
+                  const float* w_h, float* wp) {
+  const int64_t H = d.hidden, G = d.gates(), GH = d.gate_width(), NR = gk.nr, K = KX + H;
   const int64_t blocks = ceil_div(H, NR);
-  parallel_for(blocks * G, std::min<int64_t>(get_num_threads(), ceil_div(blocks * G * H * NR, 1 << 16)),
+  parallel_for(blocks * G, std::min<int64_t>(get_num_threads(), ceil_div(blocks * G * K * NR, 1 << 16)),
                [&](int64_t p0, int64_t p1) {
                  for (int64_t p = p0; p < p1; ++p) {
-                   const int64_t u = p / G, g = p % G;
-                   gk.pack_b(H, std::min(NR, H - u * NR), w_h + g * H + u * NR, GH, 1,
-                             wp + p * H * NR);
+                   const int64_t u = p / G, g = p % G, n = std::min(NR, H - u * NR);
+                   float* panel = wp + p * K * NR;
+                   if (KX) gk.pack_b(KX, n, w_x + g * H + u * NR, GH, 1, panel);
+                   gk.pack_b(H, n, w_h + g * H + u * NR, GH, 1, panel + KX * NR);
                  }
                });
+}
+
+// Whether the step's product includes the input projection x_t W_x (the
+// x rows then share the register tiles with the h rows, and x W_x never
+// goes through memory). For a small batch the product is bound by reading
+// the weights, and W_x read again every step would cost more than one GEMM
+// over all steps at the start.
+bool fuse_input(const GemmKernels& gk, const RnnDims& d) {
+  return d.batch >= gk.mr && 4 * d.batch >= d.input;
 }
 
 // W_h^T (G*H, H) packed for the backward's product da W_h^T: block u of NR
@@ -136,7 +161,7 @@ void rnn_forward(const RnnDims& d, const float* x, const float* h0, const float*
                  RnnSaved saved) {
   const int64_t B = d.batch, T = d.time, I = d.input, H = d.hidden;
   const int64_t G = d.gates(), GH = d.gate_width();
-  const bool lstm = d.cell == RnnCell::lstm;
+  const bool lstm = d.cell == RnnCell::lstm, reset_after = d.cell == RnnCell::gru_reset_after;
   if (B == 0 || H == 0) return;
   if (T == 0) {
     if (c_last) {
@@ -151,43 +176,65 @@ void rnn_forward(const RnnDims& d, const float* x, const float* h0, const float*
   const GemmKernels& gk = gemm_kernels_active();
   const int64_t MR = gk.mr, NR = gk.nr, BT = checked_mul(B, T);
   const int64_t blocks = ceil_div(H, NR), strips = ceil_div(B, MR);
-  const int nt = step_threads(blocks, 2.0 * double(B) * double(H) * double(GH));
+  const bool fused = fuse_input(gk, d);
+  // the product's A: [x_t, h_{t-1}] (KX = I) or h_{t-1} alone (KX = 0),
+  // rows XH floats long, in one of two buffers (step t reads t % 2)
+  const int64_t KX = fused ? I : 0, XH = KX + H;
+  const double flops = 2.0 * double(B) * double(XH) * double(GH);
+  const int nt = step_threads(blocks, flops);
+  // reset_after's candidate keeps its input part apart: a fourth tile
+  const int64_t slots = reset_after && fused ? G + 1 : G;
 
-  // the gates: the input projection first, then the activations in place
-  float* gates = saved.gates ? saved.gates : workspace(Slot::rnn_steps, checked_mul(BT, GH));
+  // The gates of every step (training) or of one (fused inference); the
+  // input projection of every step, unfused, goes there first.
+  float* gates = saved.gates;
+  if (!gates) gates = workspace(Slot::rnn_steps, checked_mul(fused ? B : BT, GH));
+  const int64_t gates_step = saved.gates || !fused ? GH : 0;
+  const int64_t gates_rs = saved.gates || !fused ? T * GH : GH;
   // LSTM: c_t of every step (the saved array or scratch); reset_after: n_t when training
   float* state = saved.state;
   if (lstm && !state) state = workspace(Slot::rnn_state, checked_mul(BT, H));
   Carve carve;
-  carve.add(checked_mul(blocks * G * H, NR));  // packed W_h
-  carve.add(B * H);                            // zeros: absent initial states
-  carve.add(B * H);                            // gru: r * h_{t-1}
-  carve.add(checked_mul(nt, G * MR * NR));     // a tile buffer per thread
+  carve.add(checked_mul(blocks * G * XH, NR));  // packed weights
+  carve.add(2 * B * XH);                        // [x_t, h_{t-1}], two steps
+  carve.add(B * H);                             // zeros: an absent initial c
+  carve.add(B * H);                             // gru: r * h_{t-1}
+  carve.add(checked_mul(nt, slots * MR * NR));  // a tile buffer per thread
   carve.done(Slot::rnn_small);
-  float* wp = carve.take(blocks * G * H * NR);
+  float* wp = carve.take(blocks * G * XH * NR);
+  float* xh = carve.take(2 * B * XH);
   float* zeros = carve.take(B * H);
   float* rh = carve.take(B * H);
-  float* tiles = carve.take(nt * G * MR * NR);
+  float* tiles = carve.take(nt * slots * MR * NR);
   std::fill(zeros, zeros + B * H, 0.0f);
+  for (int64_t i = 0; i < B; ++i) {
+    float* row = xh + i * XH;
+    if (fused) std::memcpy(row, x + i * T * I, size_t(I) * sizeof(float));
+    if (h0)
+      std::memcpy(row + KX, h0 + i * H, size_t(H) * sizeof(float));
+    else
+      std::fill(row + KX, row + XH, 0.0f);
+  }
 
-  gemm(false, false, BT, GH, I, 1.0f, x, I, w_x, GH, 0.0f, gates, GH);
-  pack_forward(gk, d, w_h, wp);
-  const float* bias_h = d.cell == RnnCell::gru_reset_after ? b + GH : nullptr;
+  if (!fused) gemm(false, false, BT, GH, I, 1.0f, x, I, w_x, GH, 0.0f, gates, GH);
+  pack_forward(gk, d, KX, w_x, w_h, wp);
+  const float* bias_h = reset_after ? b + GH : nullptr;
 
   parallel_region(nt, [&](int tid, int nth) {
-    int64_t u0, u1;
+    int64_t u0, u1, r0, r1;
     part(blocks, tid, nth, u0, u1);
-    float* tb = tiles + tid * G * MR * NR;
-    // The product of rows [i, i + m) of `a` with gates [g0, g1) of block u,
-    // each gate's tile at tb + g * MR*NR (full NR columns: the panel is
-    // zero past the last unit).
-    auto product = [&](Rows a, int64_t i, int64_t m, int64_t u, int64_t g0, int64_t g1) {
-      for (int64_t g = g0; g < g1; ++g)
-        gk.tile_strided(H, a.p + i * a.rs, a.rs, 1, wp + (u * G + g) * H * NR, NR,
-                        tb + g * MR * NR, NR, m, NR, 1.0f, 0.0f);
+    part(B, tid, nth, r0, r1);  // the rows of x_{t+1} this thread copies
+    float* tb = tiles + tid * slots * MR * NR;
+    // slot s of the tiles += rows [i, i + m) of `a` (k0 .. k0 + K of the
+    // rows XH apart) times rows k0 .. of panel (u, g)
+    auto product = [&](const float* a, int64_t lda, int64_t i, int64_t m, int64_t u, int64_t g,
+                       int64_t k0, int64_t K, int64_t slot, float beta) {
+      gk.tile_strided(K, a + i * lda + k0, lda, 1, wp + ((u * G + g) * XH + k0) * NR, NR,
+                      tb + slot * MR * NR, NR, m, NR, 1.0f, beta);
     };
     for (int64_t t = 0; t < T; ++t) {
-      const Rows hp = state_before(t, h0, zeros, out, T, H);
+      const float* cur = xh + (t % 2) * B * XH;
+      float* next = xh + ((t + 1) % 2) * B * XH;
       const Rows cp = lstm ? state_before(t, c0, zeros, state, T, H) : Rows{nullptr, 0};
       // one block: rows [i, i + m), units [u*NR, +n), pointers set
       auto block = [&](int64_t i, int64_t m, int64_t u) {
@@ -199,18 +246,24 @@ void rnn_forward(const RnnDims& d, const float* x, const float* h0, const float*
         a.rec = tb;
         a.rec_rs = NR;
         a.rec_gs = MR * NR;
-        a.gates = gates + (i * T + t) * GH + j;
-        a.gates_rs = T * GH;
+        a.gates = gates + i * gates_rs + t * gates_step + j;
+        a.gates_rs = gates_rs;
+        if (!fused) {
+          a.gx = a.gates;
+          a.gx_rs = gates_rs;
+        }
         a.bias = b + j;
         a.bias_h = bias_h ? bias_h + j : nullptr;
-        a.h_prev = hp.p + i * hp.rs + j;
-        a.h_prev_rs = hp.rs;
+        a.h_prev = cur + i * XH + KX + j;
+        a.h_prev_rs = XH;
         if (lstm) {
           a.c_prev = cp.p + i * cp.rs + j;
           a.c_prev_rs = cp.rs;
         }
         a.h = out + (i * T + t) * H + j;
         a.h_rs = T * H;
+        a.h2 = next + i * XH + KX + j;
+        a.h2_rs = XH;
         if (state) {
           a.c = state + (i * T + t) * H + j;
           a.c_rs = T * H;
@@ -222,27 +275,38 @@ void rnn_forward(const RnnDims& d, const float* x, const float* h0, const float*
       if (d.cell == RnnCell::gru) {
         for (int64_t u = u0; u < u1; ++u)
           for (int64_t s = 0; s < strips; ++s) {
-            const int64_t i = s * MR, m = std::min(MR, B - i);
-            product(hp, i, m, u, 0, 2);
+            const auto [i, m] = strip(B, strips, s);
+            for (int64_t g = 0; g < 2; ++g) product(cur, XH, i, m, u, g, 0, XH, g, 0.0f);
             rk.gru_gates(block(i, m, u));
           }
         barrier(nth);  // the candidate's product reads r h of every unit
         for (int64_t u = u0; u < u1; ++u)
           for (int64_t s = 0; s < strips; ++s) {
-            const int64_t i = s * MR, m = std::min(MR, B - i);
-            gk.tile_strided(H, rh + i * H, H, 1, wp + (u * G + 2) * H * NR, NR, tb, NR, m, NR,
-                            1.0f, 0.0f);
+            const auto [i, m] = strip(B, strips, s);
+            if (fused) product(cur, XH, i, m, u, 2, 0, KX, 0, 0.0f);
+            gk.tile_strided(H, rh + i * H, H, 1, wp + ((u * G + 2) * XH + KX) * NR, NR, tb, NR,
+                            m, NR, 1.0f, fused ? 1.0f : 0.0f);
             rk.gru_output(block(i, m, u));
           }
       } else {
         const auto pass = lstm ? rk.lstm_forward : rk.gru_reset_after_forward;
+        // reset_after: the candidate's recurrent part alone in slot 2, its
+        // input part in slot 3
+        const int64_t whole = reset_after ? 2 : G;
         for (int64_t u = u0; u < u1; ++u)
           for (int64_t s = 0; s < strips; ++s) {
-            const int64_t i = s * MR, m = std::min(MR, B - i);
-            product(hp, i, m, u, 0, G);
+            const auto [i, m] = strip(B, strips, s);
+            for (int64_t g = 0; g < whole; ++g) product(cur, XH, i, m, u, g, 0, XH, g, 0.0f);
+            if (reset_after) {
+              product(cur, XH, i, m, u, 2, KX, H, 2, 0.0f);
+              if (fused) product(cur, XH, i, m, u, 2, 0, KX, 3, 0.0f);
+            }
             pass(block(i, m, u));
           }
       }
+      if (fused && t + 1 < T)
+        for (int64_t i = r0; i < r1; ++i)
+          std::memcpy(next + i * XH, x + (i * T + t + 1) * I, size_t(I) * sizeof(float));
       barrier(nth);  // the next step's product reads h_t of every unit
     }
   });
@@ -336,7 +400,7 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
     auto product = [&](int64_t t, int64_t k0, int64_t K, float* dst, float beta) {
       for (int64_t u = u0; u < u1; ++u)
         for (int64_t s = 0; s < strips; ++s) {
-          const int64_t i = s * MR, m = std::min(MR, B - i);
+          const auto [i, m] = strip(B, strips, s);
           gk.tile_strided(K, da + (i * T + t) * DW + k0, T * DW, 1, wpt + (u * GH + k0) * NR, NR,
                           dst + i * H + u * NR, H, m, std::min(NR, H - u * NR), 1.0f, beta);
         }

@@ -15,8 +15,11 @@ struct RnnForwardBlock {
   // (the GRU's second pass: the candidate's alone, gate 0).
   const float* rec = nullptr;
   int64_t rec_rs = 0, rec_gs = 0;
-  // In: the input projection x W (no bias); out: the activated gates.
-  float* gates = nullptr;
+  // The input projection x W_x (no bias), gates side by side; null when the
+  // recurrent product includes it (it may be `gates`: read, then overwritten).
+  const float* gx = nullptr;
+  int64_t gx_rs = 0;
+  float* gates = nullptr;  // out: the activated gates
   int64_t gates_rs = 0;
   const float* bias = nullptr;    // gate g of unit j at bias[g*H + j]
   const float* bias_h = nullptr;  // gru_reset_after: the recurrent bias, likewise
@@ -26,6 +29,8 @@ struct RnnForwardBlock {
   int64_t c_prev_rs = 0;
   float* h = nullptr;  // the new state (the GRU's first pass: unused)
   int64_t h_rs = 0;
+  float* h2 = nullptr;  // a second copy of it, or null
+  int64_t h2_rs = 0;
   float* c = nullptr;  // LSTM: the new cell state; gru_reset_after: n (null: not kept)
   int64_t c_rs = 0;
   float* rh = nullptr;  // gru, first pass: r * h_prev
