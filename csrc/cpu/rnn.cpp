@@ -114,18 +114,25 @@ Rows state_before(int64_t t, const float* initial, const float* zeros, const flo
 // for each block u of NR units and each gate g, the micro-panel of the NR
 // columns g*H + u*NR ... over the KX rows of W_x (KX = I when the product
 // includes the input projection, else 0), then the H rows of W_h, zero
-// past the last unit: panel (u, g) at ((u*G + g) * (KX + H)) * NR.
+// past the last unit: panel (u, g) at ((u*G + g) * (KX + H)) * NR. The
+// weights are read row by row, each row once and in order (the panels'
+// rows are NR floats of rows G*H floats apart: gathering a panel at a time
+// would walk memory across pages).
 void pack_forward(const GemmKernels& gk, const RnnDims& d, int64_t KX, const float* w_x,
                   const float* w_h, float* wp) {
   const int64_t H = d.hidden, G = d.gates(), GH = d.gate_width(), NR = gk.nr, K = KX + H;
-  const int64_t blocks = ceil_div(H, NR);
-  parallel_for(blocks * G, std::min<int64_t>(get_num_threads(), ceil_div(blocks * G * K * NR, 1 << 16)),
-               [&](int64_t p0, int64_t p1) {
-                 for (int64_t p = p0; p < p1; ++p) {
-                   const int64_t u = p / G, g = p % G, n = std::min(NR, H - u * NR);
-                   float* panel = wp + p * K * NR;
-                   if (KX) gk.pack_b(KX, n, w_x + g * H + u * NR, GH, 1, panel);
-                   gk.pack_b(H, n, w_h + g * H + u * NR, GH, 1, panel + KX * NR);
+  const int64_t blocks = ceil_div(H, NR), tail = H - (blocks - 1) * NR;
+  parallel_for(K, std::min<int64_t>(get_num_threads(), ceil_div(K * GH, 1 << 16)),
+               [&](int64_t k0, int64_t k1) {
+                 for (int64_t k = k0; k < k1; ++k) {
+                   const float* row = k < KX ? w_x + k * GH : w_h + (k - KX) * GH;
+                   for (int64_t g = 0; g < G; ++g)
+                     for (int64_t u = 0; u < blocks; ++u) {
+                       float* dst = wp + ((u * G + g) * K + k) * NR;
+                       const int64_t n = u + 1 < blocks ? NR : tail;
+                       std::memcpy(dst, row + g * H + u * NR, size_t(n) * sizeof(float));
+                       std::fill(dst + n, dst + NR, 0.0f);
+                     }
                  }
                });
 }
@@ -356,6 +363,10 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
   const int64_t blocks = ceil_div(H, NR), strips = ceil_div(B, MR);
   // da: the pre-activation gradients, [z, r, n, h~] for reset_after
   const int64_t DW = reset_after ? GH + H : GH;
+  // A batch of a row or two makes the product da W_h^T bound by reading
+  // W_h: dot products along W_h's rows (contiguous in k) read it once, in
+  // place, where packing W_h^T would cost another pass over it.
+  const bool dots = B <= gk.dr;
   const int nt = step_threads(blocks, 2.0 * double(B) * double(H) * double(GH));
 
   float* da = workspace(Slot::rnn_steps, checked_mul(BT, DW));
@@ -366,14 +377,14 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
   float* rh_all = gru ? big.take(BT * H) : nullptr;
   float* h_prev_all = g.dw_h ? big.take(BT * H) : nullptr;
   Carve carve;
-  carve.add(checked_mul(blocks * GH, NR));  // packed W_h^T
+  carve.add(dots ? 0 : checked_mul(blocks * GH, NR));  // packed W_h^T
   carve.add(B * H);                         // zeros
   carve.add(B * H);                         // dh: reaching h_t through the recurrence
   carve.add(B * H);                         // dc (LSTM)
   carve.add(B * H);                         // gru: the gradient of r h
   carve.add(DW);                            // the bias gradients' sums
   carve.done(Slot::rnn_small);
-  float* wpt = carve.take(blocks * GH * NR);
+  float* wpt = carve.take(dots ? 0 : blocks * GH * NR);
   float* zeros = carve.take(B * H);
   float* dh = carve.take(B * H);
   float* dc = carve.take(B * H);
@@ -391,13 +402,20 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
     else
       std::fill(dc, dc + B * H, 0.0f);
   }
-  pack_backward(gk, d, w_h, wpt);
+  if (!dots) pack_backward(gk, d, w_h, wpt);
 
   parallel_region(nt, [&](int tid, int nth) {
     int64_t u0, u1;
     part(blocks, tid, nth, u0, u1);
     // dst[rows, units of block u] = beta * dst + da[:, t, k0 : k0 + K] W_h[units, k0 : k0 + K]^T
     auto product = [&](int64_t t, int64_t k0, int64_t K, float* dst, float beta) {
+      if (dots) {
+        const int64_t j1 = std::min(u1 * NR, H);
+        for (int64_t j = u0 * NR; j < j1; j += gk.dc)
+          gk.tile_dot(K, da + t * DW + k0, T * DW, w_h + j * GH + k0, GH, dst + j, H, B,
+                      std::min<int64_t>(gk.dc, j1 - j), 1.0f, beta);
+        return;
+      }
       for (int64_t u = u0; u < u1; ++u)
         for (int64_t s = 0; s < strips; ++s) {
           const auto [i, m] = strip(B, strips, s);

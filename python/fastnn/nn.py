@@ -518,7 +518,7 @@ def _orthogonal(shape):
     a = _random.generator().standard_normal((max(rows, cols), min(rows, cols)))
     q, r = np.linalg.qr(a)
     q = q * np.sign(np.diag(r))
-    return q.T if rows < cols else q
+    return np.ascontiguousarray(q.T if rows < cols else q)
 
 
 def _fmt(shape):
