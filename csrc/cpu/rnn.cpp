@@ -1,12 +1,15 @@
 // LSTM and GRU sequence kernels on the CPU (see fastnn/rnn.h).
 //
-// Forward: gx = x W_x for all steps as one GEMM, written where the gates
-// are kept. Then per step the recurrent product h_{t-1} W_h runs on the GEMM
-// microkernels against W_h packed once into the microkernel's panels, one
-// register tile (MR rows by NR units of one gate) at a time into a small
-// buffer, and the fused pass (csrc/cpu/isa/rnn_kernels.inc) turns the
-// tiles of all gates of those rows and units, with gx and the bias, into
-// the activated gates, the new cell state and h_t, while they are in L1.
+// Forward: per step the product of all gates, [x_t, h_{t-1}] [W_x; W_h],
+// runs on the GEMM microkernels against the weights packed once per call
+// into the microkernel's panels, one register tile (MR rows by NR units of
+// one gate) at a time into a small buffer; the fused pass
+// (csrc/cpu/isa/rnn_kernels.inc) turns the tiles of all gates of those rows
+// and units, with the bias, into the activated gates, the new cell state
+// and h_t while they are in L1. A batch smaller than a register tile makes
+// the product bound by reading the weights: then x W_x for all steps is one
+// GEMM first (written where the gates go), and the step's product is
+// h_{t-1} W_h alone.
 //
 // The units are split into blocks of NR, each thread owning a contiguous
 // range of blocks for the whole sequence: it computes all gates of its
