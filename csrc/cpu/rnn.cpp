@@ -92,6 +92,19 @@ Strip strip(int64_t B, int64_t strips, int64_t s) {
   return {s * q + std::min(s, r), q + (s < r ? 1 : 0)};
 }
 
+// C (m rows, ldc apart; n <= NR columns) = A (m rows, lda apart; K) times
+// K rows of a packed micro-panel, + beta C. A batch of one row takes the
+// RNN kernels' row product, which keeps more FMA chains than a tile of one
+// row has.
+void panel_product(const GemmKernels& gk, const RnnKernels& rk, int64_t K, const float* a,
+                   int64_t lda, const float* panel, float* c, int64_t ldc, int64_t m, int64_t n,
+                   float beta) {
+  if (m == 1)
+    rk.row_product(K, a, panel, gk.nr, c, n, beta != 0.0f);
+  else
+    gk.tile_strided(K, a, lda, 1, panel, gk.nr, c, ldc, m, n, 1.0f, beta);
+}
+
 // Threads for the step loop: each must get at least one block of units and
 // enough work per step to pay for its barrier (a few microseconds).
 int step_threads(int64_t blocks, double flops_per_step) {
@@ -150,15 +163,29 @@ bool fuse_input(const GemmKernels& gk, const RnnDims& d) {
 }
 
 // W_h^T (G*H, H) packed for the backward's product da W_h^T: block u of NR
-// units is one micro-panel over all G*H rows, at u * G*H * NR.
+// units is one micro-panel over all G*H rows, at u * G*H * NR, zero past
+// the last unit. A transpose: each row of W_h (a unit) becomes a column of
+// its panel; the panel is filled a few hundred rows at a time, so that the
+// part being written stays in L1 while the NR rows of W_h are read through.
 void pack_backward(const GemmKernels& gk, const RnnDims& d, const float* w_h, float* wp) {
   const int64_t H = d.hidden, GH = d.gate_width(), NR = gk.nr;
   const int64_t blocks = ceil_div(H, NR);
+  constexpr int64_t kRows = 256;
   parallel_for(blocks, std::min<int64_t>(get_num_threads(), ceil_div(blocks * GH * NR, 1 << 16)),
                [&](int64_t u0, int64_t u1) {
-                 for (int64_t u = u0; u < u1; ++u)
-                   gk.pack_b(GH, std::min(NR, H - u * NR), w_h + u * NR * GH, 1, GH,
-                             wp + u * GH * NR);
+                 for (int64_t u = u0; u < u1; ++u) {
+                   float* panel = wp + u * GH * NR;
+                   const int64_t n = std::min(NR, H - u * NR);
+                   for (int64_t k0 = 0; k0 < GH; k0 += kRows) {
+                     const int64_t k1 = std::min(GH, k0 + kRows);
+                     for (int64_t j = 0; j < n; ++j) {
+                       const float* row = w_h + (u * NR + j) * GH;
+                       for (int64_t k = k0; k < k1; ++k) panel[k * NR + j] = row[k];
+                     }
+                     for (int64_t k = k0; k < k1; ++k)
+                       std::fill(panel + k * NR + n, panel + (k + 1) * NR, 0.0f);
+                   }
+                 }
                });
 }
 
@@ -235,12 +262,12 @@ void rnn_forward(const RnnDims& d, const float* x, const float* h0, const float*
     part(blocks, tid, nth, u0, u1);
     part(B, tid, nth, r0, r1);  // the rows of x_{t+1} this thread copies
     float* tb = tiles + tid * slots * MR * NR;
-    // slot s of the tiles += rows [i, i + m) of `a` (k0 .. k0 + K of the
-    // rows XH apart) times rows k0 .. of panel (u, g)
+    // tile `slot` = rows [i, i + m) of `a` (K columns, rows lda apart) times
+    // rows k0 .. k0 + K of panel (u, g), + beta times the tile
     auto product = [&](const float* a, int64_t lda, int64_t i, int64_t m, int64_t u, int64_t g,
                        int64_t k0, int64_t K, int64_t slot, float beta) {
-      gk.tile_strided(K, a + i * lda + k0, lda, 1, wp + ((u * G + g) * XH + k0) * NR, NR,
-                      tb + slot * MR * NR, NR, m, NR, 1.0f, beta);
+      panel_product(gk, rk, K, a + i * lda, lda, wp + ((u * G + g) * XH + k0) * NR,
+                    tb + slot * MR * NR, NR, m, NR, beta);
     };
     for (int64_t t = 0; t < T; ++t) {
       const float* cur = xh + (t % 2) * B * XH;
@@ -294,8 +321,7 @@ void rnn_forward(const RnnDims& d, const float* x, const float* h0, const float*
           for (int64_t s = 0; s < strips; ++s) {
             const auto [i, m] = strip(B, strips, s);
             if (fused) product(cur, XH, i, m, u, 2, 0, KX, 0, 0.0f);
-            gk.tile_strided(H, rh + i * H, H, 1, wp + ((u * G + 2) * XH + KX) * NR, NR, tb, NR,
-                            m, NR, 1.0f, fused ? 1.0f : 0.0f);
+            product(rh, H, i, m, u, 2, KX, H, 0, fused ? 1.0f : 0.0f);
             rk.gru_output(block(i, m, u));
           }
       } else {
@@ -308,7 +334,7 @@ void rnn_forward(const RnnDims& d, const float* x, const float* h0, const float*
             const auto [i, m] = strip(B, strips, s);
             for (int64_t g = 0; g < whole; ++g) product(cur, XH, i, m, u, g, 0, XH, g, 0.0f);
             if (reset_after) {
-              product(cur, XH, i, m, u, 2, KX, H, 2, 0.0f);
+              product(cur + KX, XH, i, m, u, 2, KX, H, 2, 0.0f);
               if (fused) product(cur, XH, i, m, u, 2, 0, KX, 3, 0.0f);
             }
             pass(block(i, m, u));
@@ -366,10 +392,6 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
   const int64_t blocks = ceil_div(H, NR), strips = ceil_div(B, MR);
   // da: the pre-activation gradients, [z, r, n, h~] for reset_after
   const int64_t DW = reset_after ? GH + H : GH;
-  // A batch of a row or two makes the product da W_h^T bound by reading
-  // W_h: dot products along W_h's rows (contiguous in k) read it once, in
-  // place, where packing W_h^T would cost another pass over it.
-  const bool dots = B <= gk.dr;
   const int nt = step_threads(blocks, 2.0 * double(B) * double(H) * double(GH));
 
   float* da = workspace(Slot::rnn_steps, checked_mul(BT, DW));
@@ -380,14 +402,14 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
   float* rh_all = gru ? big.take(BT * H) : nullptr;
   float* h_prev_all = g.dw_h ? big.take(BT * H) : nullptr;
   Carve carve;
-  carve.add(dots ? 0 : checked_mul(blocks * GH, NR));  // packed W_h^T
+  carve.add(checked_mul(blocks * GH, NR));  // packed W_h^T
   carve.add(B * H);                         // zeros
   carve.add(B * H);                         // dh: reaching h_t through the recurrence
   carve.add(B * H);                         // dc (LSTM)
   carve.add(B * H);                         // gru: the gradient of r h
   carve.add(DW);                            // the bias gradients' sums
   carve.done(Slot::rnn_small);
-  float* wpt = carve.take(dots ? 0 : blocks * GH * NR);
+  float* wpt = carve.take(blocks * GH * NR);
   float* zeros = carve.take(B * H);
   float* dh = carve.take(B * H);
   float* dc = carve.take(B * H);
@@ -405,25 +427,18 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
     else
       std::fill(dc, dc + B * H, 0.0f);
   }
-  if (!dots) pack_backward(gk, d, w_h, wpt);
+  pack_backward(gk, d, w_h, wpt);
 
   parallel_region(nt, [&](int tid, int nth) {
     int64_t u0, u1;
     part(blocks, tid, nth, u0, u1);
     // dst[rows, units of block u] = beta * dst + da[:, t, k0 : k0 + K] W_h[units, k0 : k0 + K]^T
     auto product = [&](int64_t t, int64_t k0, int64_t K, float* dst, float beta) {
-      if (dots) {
-        const int64_t j1 = std::min(u1 * NR, H);
-        for (int64_t j = u0 * NR; j < j1; j += gk.dc)
-          gk.tile_dot(K, da + t * DW + k0, T * DW, w_h + j * GH + k0, GH, dst + j, H, B,
-                      std::min<int64_t>(gk.dc, j1 - j), 1.0f, beta);
-        return;
-      }
       for (int64_t u = u0; u < u1; ++u)
         for (int64_t s = 0; s < strips; ++s) {
           const auto [i, m] = strip(B, strips, s);
-          gk.tile_strided(K, da + (i * T + t) * DW + k0, T * DW, 1, wpt + (u * GH + k0) * NR, NR,
-                          dst + i * H + u * NR, H, m, std::min(NR, H - u * NR), 1.0f, beta);
+          panel_product(gk, rk, K, da + (i * T + t) * DW + k0, T * DW, wpt + (u * GH + k0) * NR,
+                        dst + i * H + u * NR, H, m, std::min(NR, H - u * NR), beta);
         }
     };
     for (int64_t t = T - 1; t >= 0; --t) {

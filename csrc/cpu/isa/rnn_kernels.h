@@ -69,6 +69,12 @@ struct RnnBackwardBlock {
 };
 
 struct RnnKernels {
+  // c[0, n) = a[0, K) times the micro-panel p (K rows of nr floats, nr a
+  // multiple of the vector and at most 4 vectors), plus c[0, n) when
+  // accumulate: the product of a batch of one row, for which a register
+  // tile would have too few FMA chains to cover their latency.
+  void (*row_product)(int64_t K, const float* a, const float* p, int64_t nr, float* c, int64_t n,
+                      bool accumulate);
   using Forward = void (*)(const RnnForwardBlock&);
   using Backward = void (*)(const RnnBackwardBlock&);
   Forward lstm_forward;
