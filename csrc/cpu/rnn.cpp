@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <vector>
 
 #include "cpu/isa/gemm_kernels.h"
@@ -105,11 +106,36 @@ void panel_product(const GemmKernels& gk, const RnnKernels& rk, int64_t K, const
     gk.tile_strided(K, a, lda, 1, panel, gk.nr, c, ldc, m, n, 1.0f, beta);
 }
 
-// Threads for the step loop: each must get at least one block of units and
-// enough work per step to pay for its barrier (a few microseconds).
-int step_threads(int64_t blocks, double flops_per_step) {
+// How the step loop is split over threads. The rows of the batch never
+// interact: threads owning whole strips of rows run their recurrences side
+// by side with no barrier at all (each reads all of the packed weights).
+// That takes at least two strips a thread. A smaller batch is split by
+// units instead: a thread then owns all gates of a range of units, and
+// every step waits at a barrier for the others (the next product reads all
+// of h_t). Each thread must get enough work per step to pay for it.
+struct Split {
+  int threads;
+  bool by_rows;
+};
+Split step_split(int64_t strips, int64_t blocks, double flops_per_step, int64_t steps) {
+  const int64_t want = get_num_threads();
+  const int64_t by_rows = std::min(want, strips / 2);
+  if (by_rows >= 2 && flops_per_step * double(steps) >= 4.0e6) return {int(by_rows), true};
   const int64_t useful = std::max<int64_t>(1, int64_t(flops_per_step / 4.0e5));
-  return int(std::max<int64_t>(1, std::min<int64_t>({int64_t(get_num_threads()), blocks, useful})));
+  return {int(std::max<int64_t>(1, std::min<int64_t>({want, blocks, useful}))), false};
+}
+
+// The strips [s0, s1) and unit blocks [u0, u1) thread `tid` of `nth` owns.
+struct Share {
+  int64_t s0, s1, u0, u1;
+};
+Share share(const Split& split, int64_t strips, int64_t blocks, int tid, int nth) {
+  Share sh{0, strips, 0, blocks};
+  if (split.by_rows)
+    part(strips, tid, nth, sh.s0, sh.s1);
+  else
+    part(blocks, tid, nth, sh.u0, sh.u1);
+  return sh;
 }
 
 // (B,H) rows: a pointer and the distance between rows.
@@ -217,8 +243,8 @@ void rnn_forward(const RnnDims& d, const float* x, const float* h0, const float*
   // the product's A: [x_t, h_{t-1}] (KX = I) or h_{t-1} alone (KX = 0),
   // rows XH floats long, in one of two buffers (step t reads t % 2)
   const int64_t KX = fused ? I : 0, XH = KX + H;
-  const double flops = 2.0 * double(B) * double(XH) * double(GH);
-  const int nt = step_threads(blocks, flops);
+  const Split split = step_split(strips, blocks, 2.0 * double(B) * double(XH) * double(GH), T);
+  const int nt = split.threads;
   // reset_after's candidate keeps its input part apart: a fourth tile
   const int64_t slots = reset_after && fused ? G + 1 : G;
 
@@ -258,9 +284,14 @@ void rnn_forward(const RnnDims& d, const float* x, const float* h0, const float*
   const float* bias_h = reset_after ? b + GH : nullptr;
 
   parallel_region(nt, [&](int tid, int nth) {
-    int64_t u0, u1, r0, r1;
-    part(blocks, tid, nth, u0, u1);
-    part(B, tid, nth, r0, r1);  // the rows of x_{t+1} this thread copies
+    const auto [s0, s1, u0, u1] = share(split, strips, blocks, tid, nth);
+    // the rows of x_{t+1} this thread copies: its strips', or a share
+    int64_t r0 = strip(B, strips, s0).i, r1 = s1 < strips ? strip(B, strips, s1).i : B;
+    if (!split.by_rows) part(B, tid, nth, r0, r1);
+    // waits for the other threads when they share the step's units
+    auto sync = [&] {
+      if (!split.by_rows) barrier(nth);
+    };
     float* tb = tiles + tid * slots * MR * NR;
     // tile `slot` = rows [i, i + m) of `a` (K columns, rows lda apart) times
     // rows k0 .. k0 + K of panel (u, g), + beta times the tile
@@ -311,14 +342,14 @@ void rnn_forward(const RnnDims& d, const float* x, const float* h0, const float*
       };
       if (d.cell == RnnCell::gru) {
         for (int64_t u = u0; u < u1; ++u)
-          for (int64_t s = 0; s < strips; ++s) {
+          for (int64_t s = s0; s < s1; ++s) {
             const auto [i, m] = strip(B, strips, s);
             for (int64_t g = 0; g < 2; ++g) product(cur, XH, i, m, u, g, 0, XH, g, 0.0f);
             rk.gru_gates(block(i, m, u));
           }
-        barrier(nth);  // the candidate's product reads r h of every unit
+        sync();  // the candidate's product reads r h of every unit
         for (int64_t u = u0; u < u1; ++u)
-          for (int64_t s = 0; s < strips; ++s) {
+          for (int64_t s = s0; s < s1; ++s) {
             const auto [i, m] = strip(B, strips, s);
             if (fused) product(cur, XH, i, m, u, 2, 0, KX, 0, 0.0f);
             product(rh, H, i, m, u, 2, KX, H, 0, fused ? 1.0f : 0.0f);
@@ -330,7 +361,7 @@ void rnn_forward(const RnnDims& d, const float* x, const float* h0, const float*
         // input part in slot 3
         const int64_t whole = reset_after ? 2 : G;
         for (int64_t u = u0; u < u1; ++u)
-          for (int64_t s = 0; s < strips; ++s) {
+          for (int64_t s = s0; s < s1; ++s) {
             const auto [i, m] = strip(B, strips, s);
             for (int64_t g = 0; g < whole; ++g) product(cur, XH, i, m, u, g, 0, XH, g, 0.0f);
             if (reset_after) {
@@ -343,7 +374,7 @@ void rnn_forward(const RnnDims& d, const float* x, const float* h0, const float*
       if (fused && t + 1 < T)
         for (int64_t i = r0; i < r1; ++i)
           std::memcpy(next + i * XH, x + (i * T + t + 1) * I, size_t(I) * sizeof(float));
-      barrier(nth);  // the next step's product reads h_t of every unit
+      sync();  // the next step's product reads h_t of every unit
     }
   });
   if (c_last)
@@ -392,7 +423,8 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
   const int64_t blocks = ceil_div(H, NR), strips = ceil_div(B, MR);
   // da: the pre-activation gradients, [z, r, n, h~] for reset_after
   const int64_t DW = reset_after ? GH + H : GH;
-  const int nt = step_threads(blocks, 2.0 * double(B) * double(H) * double(GH));
+  const Split split = step_split(strips, blocks, 2.0 * double(B) * double(H) * double(GH), T);
+  const int nt = split.threads;
 
   float* da = workspace(Slot::rnn_steps, checked_mul(BT, DW));
   Carve big;  // (B,T,H): gru: r h_{t-1} of every step; h_{t-1} of every step for dw_h
@@ -407,16 +439,16 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
   carve.add(B * H);                         // dh: reaching h_t through the recurrence
   carve.add(B * H);                         // dc (LSTM)
   carve.add(B * H);                         // gru: the gradient of r h
-  carve.add(DW);                            // the bias gradients' sums
+  carve.add(checked_mul(strips, DW));       // the bias gradients' sums, per strip
   carve.done(Slot::rnn_small);
   float* wpt = carve.take(blocks * GH * NR);
   float* zeros = carve.take(B * H);
   float* dh = carve.take(B * H);
   float* dc = carve.take(B * H);
   float* d_rh = carve.take(B * H);
-  float* dbs = carve.take(DW);
+  float* dbs = carve.take(strips * DW);
   std::fill(zeros, zeros + B * H, 0.0f);
-  std::fill(dbs, dbs + DW, 0.0f);
+  std::fill(dbs, dbs + strips * DW, 0.0f);
   if (dh_last)
     std::memcpy(dh, dh_last, size_t(B * H) * sizeof(float));
   else
@@ -429,70 +461,83 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
   }
   pack_backward(gk, d, w_h, wpt);
 
+  // Each strip of rows sums its own bias gradients (rows in order, last
+  // step first), and the strips' sums are added in order at the end: the
+  // same sums whichever thread ran which strip.
   parallel_region(nt, [&](int tid, int nth) {
-    int64_t u0, u1;
-    part(blocks, tid, nth, u0, u1);
-    // dst[rows, units of block u] = beta * dst + da[:, t, k0 : k0 + K] W_h[units, k0 : k0 + K]^T
+    const auto [s0, s1, u0, u1] = share(split, strips, blocks, tid, nth);
+    auto sync = [&] {
+      if (!split.by_rows) barrier(nth);
+    };
+    // dst[own rows, own units] = beta dst + da[:, t, k0 : k0 + K] W_h[units, k0 : k0 + K]^T
     auto product = [&](int64_t t, int64_t k0, int64_t K, float* dst, float beta) {
       for (int64_t u = u0; u < u1; ++u)
-        for (int64_t s = 0; s < strips; ++s) {
+        for (int64_t s = s0; s < s1; ++s) {
           const auto [i, m] = strip(B, strips, s);
           panel_product(gk, rk, K, da + (i * T + t) * DW + k0, T * DW, wpt + (u * GH + k0) * NR,
                         dst + i * H + u * NR, H, m, std::min(NR, H - u * NR), beta);
         }
     };
-    for (int64_t t = T - 1; t >= 0; --t) {
+    // a gate pass over each own strip, own units
+    auto pass = [&](RnnKernels::Backward kernel, int64_t t) {
       const Rows hp = state_before(t, h0, zeros, out, T, H);
       const Rows cp = lstm ? state_before(t, c0, zeros, state, T, H) : Rows{nullptr, 0};
-      // all rows of this thread's units
-      RnnBackwardBlock a;
-      a.m = B;
-      a.n = std::min(u1 * NR, H) - u0 * NR;
-      a.H = H;
       const int64_t j = u0 * NR;
-      a.gates = gates + t * GH + j;
-      a.gates_rs = T * GH;
-      if (state) {
-        a.state = state + t * H + j;
-        a.state_rs = T * H;
+      for (int64_t s = s0; s < s1; ++s) {
+        const auto [i, m] = strip(B, strips, s);
+        RnnBackwardBlock a;
+        a.m = m;
+        a.n = std::min(u1 * NR, H) - j;
+        a.H = H;
+        a.gates = gates + (i * T + t) * GH + j;
+        a.gates_rs = T * GH;
+        if (state) {
+          a.state = state + (i * T + t) * H + j;
+          a.state_rs = T * H;
+        }
+        if (lstm) {
+          a.c_prev = cp.p + i * cp.rs + j;
+          a.c_prev_rs = cp.rs;
+          a.dc = dc + i * H + j;
+          a.dc_rs = H;
+        }
+        a.h_prev = hp.p + i * hp.rs + j;
+        a.h_prev_rs = hp.rs;
+        if (dout) {
+          a.dout = dout + (i * T + t) * H + j;
+          a.dout_rs = T * H;
+        }
+        a.dh = dh + i * H + j;
+        a.dh_rs = H;
+        a.d_rh = d_rh + i * H + j;
+        a.d_rh_rs = H;
+        if (rh_all) {
+          a.rh = rh_all + (i * T + t) * H + j;
+          a.rh_rs = T * H;
+        }
+        a.da = da + (i * T + t) * DW + j;
+        a.da_rs = T * DW;
+        a.db = dbs + s * DW + j;
+        kernel(a);
       }
-      if (lstm) {
-        a.c_prev = cp.p + j;
-        a.c_prev_rs = cp.rs;
-        a.dc = dc + j;
-        a.dc_rs = H;
-      }
-      a.h_prev = hp.p + j;
-      a.h_prev_rs = hp.rs;
-      if (dout) {
-        a.dout = dout + t * H + j;
-        a.dout_rs = T * H;
-      }
-      a.dh = dh + j;
-      a.dh_rs = H;
-      a.d_rh = d_rh + j;
-      a.d_rh_rs = H;
-      if (rh_all) {
-        a.rh = rh_all + t * H + j;
-        a.rh_rs = T * H;
-      }
-      a.da = da + t * DW + j;
-      a.da_rs = T * DW;
-      a.db = dbs + j;
+    };
+    for (int64_t t = T - 1; t >= 0; --t) {
       if (gru) {
-        rk.gru_backward_output(a);
-        barrier(nth);  // the product reads dh~ of every unit
+        pass(rk.gru_backward_output, t);
+        sync();  // the product reads dh~ of every unit
         product(t, 2 * H, H, d_rh, 0.0f);
-        rk.gru_backward_reset(a);
-        barrier(nth);  // the product reads dr of every unit
+        pass(rk.gru_backward_reset, t);
+        sync();  // the product reads dr of every unit
         product(t, 0, 2 * H, dh, 1.0f);
       } else {
-        (lstm ? rk.lstm_backward : rk.gru_reset_after_backward)(a);
-        barrier(nth);  // the product reads da of every unit
+        pass(lstm ? rk.lstm_backward : rk.gru_reset_after_backward, t);
+        sync();  // the product reads da of every unit
         product(t, 0, GH, dh, lstm ? 0.0f : 1.0f);
       }
     }
   });
+  for (int64_t s = 1; s < strips; ++s)
+    for (int64_t c = 0; c < DW; ++c) dbs[c] += dbs[s * DW + c];
 
   if (g.dh0) std::memcpy(g.dh0, dh, size_t(B * H) * sizeof(float));
   if (g.dc0) std::memcpy(g.dc0, dc, size_t(B * H) * sizeof(float));
@@ -505,36 +550,79 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
       std::memcpy(g.db, dbs, size_t(GH) * sizeof(float));
     }
   }
-  if (g.dw_h) {
+  if (g.dw_h)
     for (int64_t i = 0; i < B; ++i) {
       float* dst = h_prev_all + i * T * H;
       std::memcpy(dst, h0 ? h0 + i * H : zeros, size_t(H) * sizeof(float));
       std::memcpy(dst + H, out + i * T * H, size_t((T - 1) * H) * sizeof(float));
     }
-    if (gru) {
-      gemm(true, false, H, 2 * H, BT, 1.0f, h_prev_all, H, da, DW, 0.0f, g.dw_h, GH);
-      gemm(true, false, H, H, BT, 1.0f, rh_all, H, da + 2 * H, DW, 0.0f, g.dw_h + 2 * H, GH);
-    } else {
-      gemm(true, false, H, GH, BT, 1.0f, h_prev_all, H, da, DW, 0.0f, g.dw_h, GH);
+  // The weight gradients are GEMMs over all steps: a column range of dW
+  // comes from the same columns of da (src) and an operand of the rows'
+  // inputs (h_{t-1}, or r h_{t-1} for the textbook GRU's candidate; x).
+  // reset_after's input side reads da's h~ columns instead of n.
+  struct Piece {
+    int64_t dst, src, n;
+    const float* a;
+  };
+  std::vector<Piece> dw_h_pieces, dw_x_pieces;
+  if (gru)
+    dw_h_pieces = {{0, 0, 2 * H, h_prev_all}, {2 * H, 2 * H, H, rh_all}};
+  else
+    dw_h_pieces = {{0, 0, GH, h_prev_all}};
+  if (reset_after)
+    dw_x_pieces = {{0, 0, 2 * H, x}, {2 * H, 3 * H, H, x}};
+  else
+    dw_x_pieces = {{0, 0, GH, x}};
+  // Each thread takes a share of every GEMM (dW's columns, dx's rows) and
+  // runs it alone: the GEMMs' own threads would meet at a barrier for each
+  // block of K, and each barrier costs a scheduler time slice whenever the
+  // machine has more work than cores. Shares of columns start at multiples
+  // of the register tile's width; each thread packs its own columns of da.
+  const int64_t col_units = ceil_div(GH, NR);
+  const int tail_threads = int(std::max<int64_t>(
+      1, std::min<int64_t>({int64_t(get_num_threads()), col_units,
+                            int64_t(double(BT) * double(GH) * double(I + H) / 1.0e6)})));
+  auto tail_share = [&](int tid, int nth) {
+    int64_t c0, c1, r0, r1;
+    part(col_units, tid, nth, c0, c1);
+    c0 = std::min(c0 * NR, GH);
+    c1 = std::min(c1 * NR, GH);
+    part(BT, tid, nth, r0, r1);
+    // dW[:, c0:c1] for a piece list, M rows of the inputs (lda M)
+    auto weights = [&](const std::vector<Piece>& pieces, int64_t M, float* dw) {
+      for (const Piece& p : pieces) {
+        const int64_t lo = std::max(c0, p.dst), hi = std::min(c1, p.dst + p.n);
+        if (lo < hi)
+          gemm(true, false, M, hi - lo, BT, 1.0f, p.a, M, da + p.src + (lo - p.dst), DW, 0.0f,
+               dw + lo, GH);
+      }
+    };
+    if (g.dw_h) weights(dw_h_pieces, H, g.dw_h);
+    if (g.dw_x) weights(dw_x_pieces, I, g.dw_x);
+    if (g.dx && r0 < r1) {  // dx[r0:r1] = da[r0:r1] W_x^T over the input side's columns
+      float beta = 0.0f;
+      for (const Piece& p : dw_x_pieces) {
+        gemm(false, true, r1 - r0, I, p.n, 1.0f, da + r0 * DW + p.src, DW, w_x + p.dst, GH, beta,
+             g.dx + r0 * I, I);
+        beta = 1.0f;
+      }
     }
-  }
-  // the input side's gradients: da's [z, r] and h~ columns for reset_after
-  if (g.dw_x) {
-    if (reset_after) {
-      gemm(true, false, I, 2 * H, BT, 1.0f, x, I, da, DW, 0.0f, g.dw_x, GH);
-      gemm(true, false, I, H, BT, 1.0f, x, I, da + 3 * H, DW, 0.0f, g.dw_x + 2 * H, GH);
-    } else {
-      gemm(true, false, I, GH, BT, 1.0f, x, I, da, DW, 0.0f, g.dw_x, GH);
+  };
+  // A GEMM allocates its scratch and may throw (out of memory): no
+  // exception may leave a parallel region, so the first is kept and
+  // rethrown after it.
+  std::exception_ptr failure;
+  parallel_region(tail_threads, [&](int tid, int nth) {
+    try {
+      tail_share(tid, nth);
+    } catch (...) {
+#ifdef FASTNN_OPENMP
+#pragma omp critical(fastnn_rnn_failure)
+#endif
+      if (!failure) failure = std::current_exception();
     }
-  }
-  if (g.dx) {
-    if (reset_after) {
-      gemm(false, true, BT, I, 2 * H, 1.0f, da, DW, w_x, GH, 0.0f, g.dx, I);
-      gemm(false, true, BT, I, H, 1.0f, da + 3 * H, DW, w_x + 2 * H, GH, 1.0f, g.dx, I);
-    } else {
-      gemm(false, true, BT, I, GH, 1.0f, da, DW, w_x, GH, 0.0f, g.dx, I);
-    }
-  }
+  });
+  if (failure) std::rethrow_exception(failure);
 }
 
 // ---------------------------------------------------------------- reference
