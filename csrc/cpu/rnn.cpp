@@ -188,24 +188,25 @@ bool fuse_input(const GemmKernels& gk, const RnnDims& d) {
   return d.batch >= gk.mr && 4 * d.batch >= d.input;
 }
 
-// W_h^T (G*H, H) packed for the backward's product da W_h^T: block u of NR
-// units is one micro-panel over all G*H rows, at u * G*H * NR, zero past
-// the last unit. A transpose: each row of W_h (a unit) becomes a column of
-// its panel; the panel is filled a few hundred rows at a time, so that the
-// part being written stays in L1 while the NR rows of W_h are read through.
-void pack_backward(const GemmKernels& gk, const RnnDims& d, const float* w_h, float* wp) {
-  const int64_t H = d.hidden, GH = d.gate_width(), NR = gk.nr;
-  const int64_t blocks = ceil_div(H, NR);
+// W^T packed for the backward's products da W_h^T and da W_x^T: W (units,
+// G*H) row-major, block u of NR units one micro-panel over all G*H rows,
+// at u * G*H * NR, zero past the last unit. A transpose: each row of W (a
+// unit) becomes a column of its panel; the panel is filled a few hundred
+// rows at a time, so that the part being written stays in L1 while the NR
+// rows of W are read through.
+void pack_transposed(const GemmKernels& gk, int64_t units, int64_t GH, const float* w,
+                     float* wp) {
+  const int64_t NR = gk.nr, blocks = ceil_div(units, NR);
   constexpr int64_t kRows = 256;
   parallel_for(blocks, std::min<int64_t>(get_num_threads(), ceil_div(blocks * GH * NR, 1 << 16)),
                [&](int64_t u0, int64_t u1) {
                  for (int64_t u = u0; u < u1; ++u) {
                    float* panel = wp + u * GH * NR;
-                   const int64_t n = std::min(NR, H - u * NR);
+                   const int64_t n = std::min(NR, units - u * NR);
                    for (int64_t k0 = 0; k0 < GH; k0 += kRows) {
                      const int64_t k1 = std::min(GH, k0 + kRows);
                      for (int64_t j = 0; j < n; ++j) {
-                       const float* row = w_h + (u * NR + j) * GH;
+                       const float* row = w + (u * NR + j) * GH;
                        for (int64_t k = k0; k < k1; ++k) panel[k * NR + j] = row[k];
                      }
                      for (int64_t k = k0; k < k1; ++k)
@@ -423,7 +424,13 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
   const int64_t blocks = ceil_div(H, NR), strips = ceil_div(B, MR);
   // da: the pre-activation gradients, [z, r, n, h~] for reset_after
   const int64_t DW = reset_after ? GH + H : GH;
-  const Split split = step_split(strips, blocks, 2.0 * double(B) * double(H) * double(GH), T);
+  // dx = da W_x^T joins the step's product when the forward's input
+  // projection joined it (a batch of a register tile or more): the step's
+  // da is then still in cache, and the product runs at the step loop's rate
+  const bool fused_dx = g.dx && fuse_input(gk, d);
+  const int64_t xblocks = ceil_div(I, NR);
+  const double step_flops = 2.0 * double(B) * double(GH) * double(H + (fused_dx ? I : 0));
+  const Split split = step_split(strips, blocks, step_flops, T);
   const int nt = split.threads;
 
   float* da = workspace(Slot::rnn_steps, checked_mul(BT, DW));
@@ -435,6 +442,7 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
   float* h_prev_all = g.dw_h ? big.take(BT * H) : nullptr;
   Carve carve;
   carve.add(checked_mul(blocks * GH, NR));  // packed W_h^T
+  carve.add(fused_dx ? checked_mul(xblocks * GH, NR) : 0);  // packed W_x^T
   carve.add(B * H);                         // zeros
   carve.add(B * H);                         // dh: reaching h_t through the recurrence
   carve.add(B * H);                         // dc (LSTM)
@@ -442,6 +450,7 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
   carve.add(checked_mul(strips, DW));       // the bias gradients' sums, per strip
   carve.done(Slot::rnn_small);
   float* wpt = carve.take(blocks * GH * NR);
+  float* wxt = carve.take(fused_dx ? xblocks * GH * NR : 0);
   float* zeros = carve.take(B * H);
   float* dh = carve.take(B * H);
   float* dc = carve.take(B * H);
@@ -459,8 +468,27 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
     else
       std::fill(dc, dc + B * H, 0.0f);
   }
-  pack_backward(gk, d, w_h, wpt);
+  pack_transposed(gk, H, GH, w_h, wpt);
+  if (fused_dx) pack_transposed(gk, I, GH, w_x, wxt);
 
+  // The weight gradients are GEMMs over all steps: a column range of dW
+  // comes from the same columns of da (src) and an operand of the rows'
+  // inputs (h_{t-1}, or r h_{t-1} for the textbook GRU's candidate; x).
+  // reset_after's input side reads da's h~ columns instead of n. dx is da's
+  // input-side columns times the same columns of W_x, transposed.
+  struct Piece {
+    int64_t dst, src, n;
+    const float* a;
+  };
+  std::vector<Piece> dw_h_pieces, dw_x_pieces;
+  if (gru)
+    dw_h_pieces = {{0, 0, 2 * H, h_prev_all}, {2 * H, 2 * H, H, rh_all}};
+  else
+    dw_h_pieces = {{0, 0, GH, h_prev_all}};
+  if (reset_after)
+    dw_x_pieces = {{0, 0, 2 * H, x}, {2 * H, 3 * H, H, x}};
+  else
+    dw_x_pieces = {{0, 0, GH, x}};
   // Each strip of rows sums its own bias gradients (rows in order, last
   // step first), and the strips' sums are added in order at the end: the
   // same sums whichever thread ran which strip.
@@ -476,6 +504,23 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
           const auto [i, m] = strip(B, strips, s);
           panel_product(gk, rk, K, da + (i * T + t) * DW + k0, T * DW, wpt + (u * GH + k0) * NR,
                         dst + i * H + u * NR, H, m, std::min(NR, H - u * NR), beta);
+        }
+    };
+    // dx[own rows, t] = the input side of da[:, t] times W_x^T: own input
+    // units when the threads share the step's units, else all of them
+    int64_t v0 = 0, v1 = xblocks;
+    if (!split.by_rows) part(xblocks, tid, nth, v0, v1);
+    auto input_product = [&](int64_t t) {
+      for (int64_t v = v0; v < v1; ++v)
+        for (int64_t s = s0; s < s1; ++s) {
+          const auto [i, m] = strip(B, strips, s);
+          float beta = 0.0f;
+          for (const Piece& p : dw_x_pieces) {
+            panel_product(gk, rk, p.n, da + (i * T + t) * DW + p.src, T * DW,
+                          wxt + (v * GH + p.dst) * NR, g.dx + (i * T + t) * I + v * NR, T * I, m,
+                          std::min(NR, I - v * NR), beta);
+            beta = 1.0f;
+          }
         }
     };
     // a gate pass over each own strip, own units
@@ -534,6 +579,7 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
         sync();  // the product reads da of every unit
         product(t, 0, GH, dh, lstm ? 0.0f : 1.0f);
       }
+      if (fused_dx) input_product(t);
     }
   });
   for (int64_t s = 1; s < strips; ++s)
@@ -556,23 +602,6 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
       std::memcpy(dst, h0 ? h0 + i * H : zeros, size_t(H) * sizeof(float));
       std::memcpy(dst + H, out + i * T * H, size_t((T - 1) * H) * sizeof(float));
     }
-  // The weight gradients are GEMMs over all steps: a column range of dW
-  // comes from the same columns of da (src) and an operand of the rows'
-  // inputs (h_{t-1}, or r h_{t-1} for the textbook GRU's candidate; x).
-  // reset_after's input side reads da's h~ columns instead of n.
-  struct Piece {
-    int64_t dst, src, n;
-    const float* a;
-  };
-  std::vector<Piece> dw_h_pieces, dw_x_pieces;
-  if (gru)
-    dw_h_pieces = {{0, 0, 2 * H, h_prev_all}, {2 * H, 2 * H, H, rh_all}};
-  else
-    dw_h_pieces = {{0, 0, GH, h_prev_all}};
-  if (reset_after)
-    dw_x_pieces = {{0, 0, 2 * H, x}, {2 * H, 3 * H, H, x}};
-  else
-    dw_x_pieces = {{0, 0, GH, x}};
   // Each thread takes a share of every GEMM (dW's columns, dx's rows) and
   // runs it alone: the GEMMs' own threads would meet at a barrier for each
   // block of K, and each barrier costs a scheduler time slice whenever the
@@ -599,7 +628,7 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
     };
     if (g.dw_h) weights(dw_h_pieces, H, g.dw_h);
     if (g.dw_x) weights(dw_x_pieces, I, g.dw_x);
-    if (g.dx && r0 < r1) {  // dx[r0:r1] = da[r0:r1] W_x^T over the input side's columns
+    if (g.dx && !fused_dx && r0 < r1) {  // dx[r0:r1] = da[r0:r1] W_x^T, the input side's columns
       float beta = 0.0f;
       for (const Piece& p : dw_x_pieces) {
         gemm(false, true, r1 - r0, I, p.n, 1.0f, da + r0 * DW + p.src, DW, w_x + p.dst, GH, beta,
