@@ -80,17 +80,18 @@ class Carve {
   float* next_ = nullptr;
 };
 
-// Rows [i, i + m) of strip s of `strips`: the batch goes through the
-// register tiles in strips of nearly equal height (at most MR). Even
-// heights keep every tile's FMA chains long enough to cover the latency;
-// a short last strip (B = 32 as 5 x 6 + 2) would run at a fraction of the
-// FMA rate.
+// Rows [i, i + m) of strip s of `strips` of rows [r0, r0 + rows): rows go
+// through the register tiles in strips of nearly equal height (at most
+// MR). Even heights keep every tile's FMA chains long enough to cover the
+// latency; a short last strip (32 rows as 5 x 6 + 2) would run at a
+// fraction of the FMA rate. A row's results do not depend on the strip it
+// is in (each output element is the same chain of FMAs over k).
 struct Strip {
   int64_t i, m;
 };
-Strip strip(int64_t B, int64_t strips, int64_t s) {
-  const int64_t q = B / strips, r = B % strips;  // the first r strips get q + 1 rows
-  return {s * q + std::min(s, r), q + (s < r ? 1 : 0)};
+Strip strip(int64_t r0, int64_t rows, int64_t strips, int64_t s) {
+  const int64_t q = rows / strips, r = rows % strips;  // the first r strips get q + 1 rows
+  return {r0 + s * q + std::min(s, r), q + (s < r ? 1 : 0)};
 }
 
 // C (m rows, ldc apart; n <= NR columns) = A (m rows, lda apart; K) times
@@ -107,9 +108,9 @@ void panel_product(const GemmKernels& gk, const RnnKernels& rk, int64_t K, const
 }
 
 // How the step loop is split over threads. The rows of the batch never
-// interact: threads owning whole strips of rows run their recurrences side
-// by side with no barrier at all (each reads all of the packed weights).
-// That takes at least two strips a thread. A smaller batch is split by
+// interact: threads owning rows run their recurrences side by side with no
+// barrier at all (each reads all of the packed weights). That takes rows
+// for two register tiles a thread. A smaller batch is split by
 // units instead: a thread then owns all gates of a range of units, and
 // every step waits at a barrier for the others (the next product reads all
 // of h_t). Each thread must get enough work per step to pay for it.
@@ -117,24 +118,27 @@ struct Split {
   int threads;
   bool by_rows;
 };
-Split step_split(int64_t strips, int64_t blocks, double flops_per_step, int64_t steps) {
+Split step_split(int64_t B, int64_t MR, int64_t blocks, double flops_per_step, int64_t steps) {
   const int64_t want = get_num_threads();
-  const int64_t by_rows = std::min(want, strips / 2);
+  const int64_t by_rows = std::min(want, B / (2 * MR));
   if (by_rows >= 2 && flops_per_step * double(steps) >= 4.0e6) return {int(by_rows), true};
   const int64_t useful = std::max<int64_t>(1, int64_t(flops_per_step / 4.0e5));
   return {int(std::max<int64_t>(1, std::min<int64_t>({want, blocks, useful}))), false};
 }
 
-// The strips [s0, s1) and unit blocks [u0, u1) thread `tid` of `nth` owns.
+// The rows [r0, r1) (in `strips` strips of at most MR) and the unit
+// blocks [u0, u1) that thread `tid` of `nth` owns.
 struct Share {
-  int64_t s0, s1, u0, u1;
+  int64_t r0, r1, strips, u0, u1;
+  Strip operator[](int64_t s) const { return strip(r0, r1 - r0, strips, s); }
 };
-Share share(const Split& split, int64_t strips, int64_t blocks, int tid, int nth) {
-  Share sh{0, strips, 0, blocks};
+Share share(const Split& split, int64_t B, int64_t MR, int64_t blocks, int tid, int nth) {
+  Share sh{0, B, 0, 0, blocks};
   if (split.by_rows)
-    part(strips, tid, nth, sh.s0, sh.s1);
+    part(B, tid, nth, sh.r0, sh.r1);
   else
     part(blocks, tid, nth, sh.u0, sh.u1);
+  sh.strips = ceil_div(sh.r1 - sh.r0, MR);
   return sh;
 }
 
@@ -239,12 +243,12 @@ void rnn_forward(const RnnDims& d, const float* x, const float* h0, const float*
   const RnnKernels& rk = rnn_kernels();
   const GemmKernels& gk = gemm_kernels_active();
   const int64_t MR = gk.mr, NR = gk.nr, BT = checked_mul(B, T);
-  const int64_t blocks = ceil_div(H, NR), strips = ceil_div(B, MR);
+  const int64_t blocks = ceil_div(H, NR);
   const bool fused = fuse_input(gk, d);
   // the product's A: [x_t, h_{t-1}] (KX = I) or h_{t-1} alone (KX = 0),
   // rows XH floats long, in one of two buffers (step t reads t % 2)
   const int64_t KX = fused ? I : 0, XH = KX + H;
-  const Split split = step_split(strips, blocks, 2.0 * double(B) * double(XH) * double(GH), T);
+  const Split split = step_split(B, MR, blocks, 2.0 * double(B) * double(XH) * double(GH), T);
   const int nt = split.threads;
   // reset_after's candidate keeps its input part apart: a fourth tile
   const int64_t slots = reset_after && fused ? G + 1 : G;
@@ -285,9 +289,10 @@ void rnn_forward(const RnnDims& d, const float* x, const float* h0, const float*
   const float* bias_h = reset_after ? b + GH : nullptr;
 
   parallel_region(nt, [&](int tid, int nth) {
-    const auto [s0, s1, u0, u1] = share(split, strips, blocks, tid, nth);
-    // the rows of x_{t+1} this thread copies: its strips', or a share
-    int64_t r0 = strip(B, strips, s0).i, r1 = s1 < strips ? strip(B, strips, s1).i : B;
+    const Share sh = share(split, B, MR, blocks, tid, nth);
+    const int64_t u0 = sh.u0, u1 = sh.u1;
+    // the rows of x_{t+1} this thread copies: its own, or a share
+    int64_t r0 = sh.r0, r1 = sh.r1;
     if (!split.by_rows) part(B, tid, nth, r0, r1);
     // waits for the other threads when they share the step's units
     auto sync = [&] {
@@ -343,15 +348,15 @@ void rnn_forward(const RnnDims& d, const float* x, const float* h0, const float*
       };
       if (d.cell == RnnCell::gru) {
         for (int64_t u = u0; u < u1; ++u)
-          for (int64_t s = s0; s < s1; ++s) {
-            const auto [i, m] = strip(B, strips, s);
+          for (int64_t s = 0; s < sh.strips; ++s) {
+            const auto [i, m] = sh[s];
             for (int64_t g = 0; g < 2; ++g) product(cur, XH, i, m, u, g, 0, XH, g, 0.0f);
             rk.gru_gates(block(i, m, u));
           }
         sync();  // the candidate's product reads r h of every unit
         for (int64_t u = u0; u < u1; ++u)
-          for (int64_t s = s0; s < s1; ++s) {
-            const auto [i, m] = strip(B, strips, s);
+          for (int64_t s = 0; s < sh.strips; ++s) {
+            const auto [i, m] = sh[s];
             if (fused) product(cur, XH, i, m, u, 2, 0, KX, 0, 0.0f);
             product(rh, H, i, m, u, 2, KX, H, 0, fused ? 1.0f : 0.0f);
             rk.gru_output(block(i, m, u));
@@ -362,8 +367,8 @@ void rnn_forward(const RnnDims& d, const float* x, const float* h0, const float*
         // input part in slot 3
         const int64_t whole = reset_after ? 2 : G;
         for (int64_t u = u0; u < u1; ++u)
-          for (int64_t s = s0; s < s1; ++s) {
-            const auto [i, m] = strip(B, strips, s);
+          for (int64_t s = 0; s < sh.strips; ++s) {
+            const auto [i, m] = sh[s];
             for (int64_t g = 0; g < whole; ++g) product(cur, XH, i, m, u, g, 0, XH, g, 0.0f);
             if (reset_after) {
               product(cur + KX, XH, i, m, u, 2, KX, H, 2, 0.0f);
@@ -421,7 +426,7 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
   const RnnKernels& rk = rnn_kernels();
   const GemmKernels& gk = gemm_kernels_active();
   const int64_t MR = gk.mr, NR = gk.nr, BT = checked_mul(B, T);
-  const int64_t blocks = ceil_div(H, NR), strips = ceil_div(B, MR);
+  const int64_t blocks = ceil_div(H, NR);
   // da: the pre-activation gradients, [z, r, n, h~] for reset_after
   const int64_t DW = reset_after ? GH + H : GH;
   // dx = da W_x^T joins the step's product when the forward's input
@@ -430,7 +435,7 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
   const bool fused_dx = g.dx && fuse_input(gk, d);
   const int64_t xblocks = ceil_div(I, NR);
   const double step_flops = 2.0 * double(B) * double(GH) * double(H + (fused_dx ? I : 0));
-  const Split split = step_split(strips, blocks, step_flops, T);
+  const Split split = step_split(B, MR, blocks, step_flops, T);
   const int nt = split.threads;
 
   float* da = workspace(Slot::rnn_steps, checked_mul(BT, DW));
@@ -447,7 +452,7 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
   carve.add(B * H);                         // dh: reaching h_t through the recurrence
   carve.add(B * H);                         // dc (LSTM)
   carve.add(B * H);                         // gru: the gradient of r h
-  carve.add(checked_mul(strips, DW));       // the bias gradients' sums, per strip
+  carve.add(DW);                            // the bias gradients: da's column sums
   carve.done(Slot::rnn_small);
   float* wpt = carve.take(blocks * GH * NR);
   float* wxt = carve.take(fused_dx ? xblocks * GH * NR : 0);
@@ -455,9 +460,8 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
   float* dh = carve.take(B * H);
   float* dc = carve.take(B * H);
   float* d_rh = carve.take(B * H);
-  float* dbs = carve.take(strips * DW);
+  float* dbs = carve.take(DW);
   std::fill(zeros, zeros + B * H, 0.0f);
-  std::fill(dbs, dbs + strips * DW, 0.0f);
   if (dh_last)
     std::memcpy(dh, dh_last, size_t(B * H) * sizeof(float));
   else
@@ -489,19 +493,17 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
     dw_x_pieces = {{0, 0, 2 * H, x}, {2 * H, 3 * H, H, x}};
   else
     dw_x_pieces = {{0, 0, GH, x}};
-  // Each strip of rows sums its own bias gradients (rows in order, last
-  // step first), and the strips' sums are added in order at the end: the
-  // same sums whichever thread ran which strip.
   parallel_region(nt, [&](int tid, int nth) {
-    const auto [s0, s1, u0, u1] = share(split, strips, blocks, tid, nth);
+    const Share sh = share(split, B, MR, blocks, tid, nth);
+    const int64_t u0 = sh.u0, u1 = sh.u1;
     auto sync = [&] {
       if (!split.by_rows) barrier(nth);
     };
     // dst[own rows, own units] = beta dst + da[:, t, k0 : k0 + K] W_h[units, k0 : k0 + K]^T
     auto product = [&](int64_t t, int64_t k0, int64_t K, float* dst, float beta) {
       for (int64_t u = u0; u < u1; ++u)
-        for (int64_t s = s0; s < s1; ++s) {
-          const auto [i, m] = strip(B, strips, s);
+        for (int64_t s = 0; s < sh.strips; ++s) {
+          const auto [i, m] = sh[s];
           panel_product(gk, rk, K, da + (i * T + t) * DW + k0, T * DW, wpt + (u * GH + k0) * NR,
                         dst + i * H + u * NR, H, m, std::min(NR, H - u * NR), beta);
         }
@@ -512,8 +514,8 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
     if (!split.by_rows) part(xblocks, tid, nth, v0, v1);
     auto input_product = [&](int64_t t) {
       for (int64_t v = v0; v < v1; ++v)
-        for (int64_t s = s0; s < s1; ++s) {
-          const auto [i, m] = strip(B, strips, s);
+        for (int64_t s = 0; s < sh.strips; ++s) {
+          const auto [i, m] = sh[s];
           float beta = 0.0f;
           for (const Piece& p : dw_x_pieces) {
             panel_product(gk, rk, p.n, da + (i * T + t) * DW + p.src, T * DW,
@@ -528,8 +530,8 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
       const Rows hp = state_before(t, h0, zeros, out, T, H);
       const Rows cp = lstm ? state_before(t, c0, zeros, state, T, H) : Rows{nullptr, 0};
       const int64_t j = u0 * NR;
-      for (int64_t s = s0; s < s1; ++s) {
-        const auto [i, m] = strip(B, strips, s);
+      for (int64_t s = 0; s < sh.strips; ++s) {
+        const auto [i, m] = sh[s];
         RnnBackwardBlock a;
         a.m = m;
         a.n = std::min(u1 * NR, H) - j;
@@ -562,7 +564,6 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
         }
         a.da = da + (i * T + t) * DW + j;
         a.da_rs = T * DW;
-        a.db = dbs + s * DW + j;
         kernel(a);
       }
     };
@@ -582,20 +583,8 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
       if (fused_dx) input_product(t);
     }
   });
-  for (int64_t s = 1; s < strips; ++s)
-    for (int64_t c = 0; c < DW; ++c) dbs[c] += dbs[s * DW + c];
-
   if (g.dh0) std::memcpy(g.dh0, dh, size_t(B * H) * sizeof(float));
   if (g.dc0) std::memcpy(g.dc0, dc, size_t(B * H) * sizeof(float));
-  if (g.db) {
-    if (reset_after) {  // [input bias: z, r, h~], [recurrent bias: z, r, n]
-      std::memcpy(g.db, dbs, size_t(2 * H) * sizeof(float));
-      std::memcpy(g.db + 2 * H, dbs + 3 * H, size_t(H) * sizeof(float));
-      std::memcpy(g.db + GH, dbs, size_t(GH) * sizeof(float));
-    } else {
-      std::memcpy(g.db, dbs, size_t(GH) * sizeof(float));
-    }
-  }
   if (g.dw_h)
     for (int64_t i = 0; i < B; ++i) {
       float* dst = h_prev_all + i * T * H;
@@ -617,6 +606,15 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
     c0 = std::min(c0 * NR, GH);
     c1 = std::min(c1 * NR, GH);
     part(BT, tid, nth, r0, r1);
+    if (g.db) {  // da's column sums, rows in order: a share of the columns
+      int64_t d0, d1;
+      part(DW, tid, nth, d0, d1);
+      std::fill(dbs + d0, dbs + d1, 0.0f);
+      for (int64_t r = 0; r < BT; ++r) {
+        const float* row = da + r * DW;
+        for (int64_t c = d0; c < d1; ++c) dbs[c] += row[c];
+      }
+    }
     // dW[:, c0:c1] for a piece list, M rows of the inputs (lda M)
     auto weights = [&](const std::vector<Piece>& pieces, int64_t M, float* dw) {
       for (const Piece& p : pieces) {
@@ -652,6 +650,15 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
     }
   });
   if (failure) std::rethrow_exception(failure);
+  if (g.db) {
+    if (reset_after) {  // [input bias: z, r, h~], [recurrent bias: z, r, n]
+      std::memcpy(g.db, dbs, size_t(2 * H) * sizeof(float));
+      std::memcpy(g.db + 2 * H, dbs + 3 * H, size_t(H) * sizeof(float));
+      std::memcpy(g.db + GH, dbs, size_t(GH) * sizeof(float));
+    } else {
+      std::memcpy(g.db, dbs, size_t(GH) * sizeof(float));
+    }
+  }
 }
 
 // ---------------------------------------------------------------- reference

@@ -65,7 +65,6 @@ struct RnnBackwardBlock {
   // the recurrent part of the candidate, h~: its input part).
   float* da = nullptr;
   int64_t da_rs = 0;
-  float* db = nullptr;  // accumulates the column sums of da, gate g of unit j at db[g*H + j]
 };
 
 struct RnnKernels {
