@@ -220,6 +220,69 @@ void pack_transposed(const GemmKernels& gk, int64_t units, int64_t GH, const flo
                });
 }
 
+// weight_gradient's blocking: a KC-deep block of A^T of up to kWeightRows
+// rows (a multiple of every MR) stays in L2 packed; B is packed in blocks
+// of KC rows by up to kWeightCols columns.
+constexpr int64_t kWeightRows = 264;
+constexpr int64_t kWeightCols = 1024;
+
+// Floats of scratch weight_gradient needs.
+int64_t weight_gradient_scratch(const GemmKernels& gk) {
+  return checked_mul(kWeightRows + kWeightCols + gk.nr, gk.kc);
+}
+
+// One product of weight_gradient: C (M, N; rows ldc apart) = A^T B, A (K,
+// M; rows M apart).
+struct WeightTarget {
+  const float* a;
+  int64_t m;
+  float* c;
+};
+
+// Weight gradients A^T B for each target, all against the same B (K, N;
+// ldb), K the batch's rows over all steps (long), M the features or units.
+// B is da: packing its blocks once for all the targets (dW_x and dW_h read
+// the same columns) saves a pass over it. Each KC-deep block of B is
+// packed a row at a time (its rows are contiguous); a target's block of
+// A^T, all its rows packed into strips, stays in L2 while each micro-panel
+// of B goes through L1 once against every strip. scratch:
+// weight_gradient_scratch floats.
+void weight_gradient(const GemmKernels& gk, const WeightTarget* targets, int64_t count,
+                     int64_t N, int64_t K, const float* B, int64_t ldb, int64_t ldc,
+                     float* scratch) {
+  const int64_t MR = gk.mr, NR = gk.nr, KC = gk.kc, NC = kWeightCols / NR * NR;
+  if (K == 0) {
+    for (int64_t t = 0; t < count; ++t)
+      for (int64_t i = 0; i < targets[t].m; ++i)
+        std::fill(targets[t].c + i * ldc, targets[t].c + i * ldc + N, 0.0f);
+    return;
+  }
+  float* ap = scratch;
+  float* bp = scratch + kWeightRows * KC;
+  for (int64_t pc = 0; pc < K; pc += KC) {
+    const int64_t kc = std::min(KC, K - pc);
+    const float beta = pc == 0 ? 0.0f : 1.0f;
+    for (int64_t jc = 0; jc < N; jc += NC) {
+      const int64_t nc = std::min(NC, N - jc);
+      gk.pack_b(kc, nc, B + pc * ldb + jc, ldb, 1, bp);
+      for (int64_t t = 0; t < count; ++t) {
+        const WeightTarget& w = targets[t];
+        for (int64_t i0 = 0; i0 < w.m; i0 += kWeightRows) {
+          const int64_t mc = std::min(kWeightRows, w.m - i0), strips = ceil_div(mc, MR);
+          for (int64_t s = 0; s < strips; ++s)
+            gk.pack_a(std::min(MR, mc - s * MR), kc, w.a + pc * w.m + i0 + s * MR, 1, w.m,
+                      ap + s * MR * kc);
+          for (int64_t j = 0; j < nc; j += NR)
+            for (int64_t s = 0; s < strips; ++s)
+              gk.tile_packed(kc, ap + s * MR * kc, bp + j * kc, NR,
+                             w.c + (i0 + s * MR) * ldc + jc + j, ldc, std::min(MR, mc - s * MR),
+                             std::min(NR, nc - j), 1.0f, beta);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- forward
@@ -438,6 +501,12 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
   const Split split = step_split(B, MR, blocks, step_flops, T);
   const int nt = split.threads;
 
+  // the GEMMs at the end: threads, each with its scratch
+  const int64_t col_units = ceil_div(GH, NR);
+  const int tail_threads = int(std::max<int64_t>(
+      1, std::min<int64_t>({int64_t(get_num_threads()), col_units,
+                            int64_t(double(BT) * double(GH) * double(I + H) / 1.0e6)})));
+
   float* da = workspace(Slot::rnn_steps, checked_mul(BT, DW));
   Carve big;  // (B,T,H): gru: r h_{t-1} of every step; h_{t-1} of every step for dw_h
   if (gru) big.add(checked_mul(BT, H));
@@ -453,6 +522,7 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
   carve.add(B * H);                         // dc (LSTM)
   carve.add(B * H);                         // gru: the gradient of r h
   carve.add(DW);                            // the bias gradients: da's column sums
+  carve.add(checked_mul(tail_threads, weight_gradient_scratch(gk)));
   carve.done(Slot::rnn_small);
   float* wpt = carve.take(blocks * GH * NR);
   float* wxt = carve.take(fused_dx ? xblocks * GH * NR : 0);
@@ -461,6 +531,7 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
   float* dc = carve.take(B * H);
   float* d_rh = carve.take(B * H);
   float* dbs = carve.take(DW);
+  float* tail_scratch = carve.take(tail_threads * weight_gradient_scratch(gk));
   std::fill(zeros, zeros + B * H, 0.0f);
   if (dh_last)
     std::memcpy(dh, dh_last, size_t(B * H) * sizeof(float));
@@ -475,24 +546,15 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
   pack_transposed(gk, H, GH, w_h, wpt);
   if (fused_dx) pack_transposed(gk, I, GH, w_x, wxt);
 
-  // The weight gradients are GEMMs over all steps: a column range of dW
-  // comes from the same columns of da (src) and an operand of the rows'
-  // inputs (h_{t-1}, or r h_{t-1} for the textbook GRU's candidate; x).
-  // reset_after's input side reads da's h~ columns instead of n. dx is da's
-  // input-side columns times the same columns of W_x, transposed.
+  // The input side's pre-activation gradients: da's columns [src, src + n)
+  // go with W_x's (and dW_x's) columns [dst, dst + n). reset_after's input
+  // side reads da's h~ columns instead of n.
   struct Piece {
     int64_t dst, src, n;
-    const float* a;
   };
-  std::vector<Piece> dw_h_pieces, dw_x_pieces;
-  if (gru)
-    dw_h_pieces = {{0, 0, 2 * H, h_prev_all}, {2 * H, 2 * H, H, rh_all}};
-  else
-    dw_h_pieces = {{0, 0, GH, h_prev_all}};
-  if (reset_after)
-    dw_x_pieces = {{0, 0, 2 * H, x}, {2 * H, 3 * H, H, x}};
-  else
-    dw_x_pieces = {{0, 0, GH, x}};
+  const Piece pieces_ra[] = {{0, 0, 2 * H}, {2 * H, 3 * H, H}}, pieces_all[] = {{0, 0, GH}};
+  const Piece* input_pieces = reset_after ? pieces_ra : pieces_all;
+  const int input_count = reset_after ? 2 : 1;
   parallel_region(nt, [&](int tid, int nth) {
     const Share sh = share(split, B, MR, blocks, tid, nth);
     const int64_t u0 = sh.u0, u1 = sh.u1;
@@ -517,7 +579,8 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
         for (int64_t s = 0; s < sh.strips; ++s) {
           const auto [i, m] = sh[s];
           float beta = 0.0f;
-          for (const Piece& p : dw_x_pieces) {
+          for (int q = 0; q < input_count; ++q) {
+            const Piece& p = input_pieces[q];
             panel_product(gk, rk, p.n, da + (i * T + t) * DW + p.src, T * DW,
                           wxt + (v * GH + p.dst) * NR, g.dx + (i * T + t) * I + v * NR, T * I, m,
                           std::min(NR, I - v * NR), beta);
@@ -596,10 +659,6 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
   // block of K, and each barrier costs a scheduler time slice whenever the
   // machine has more work than cores. Shares of columns start at multiples
   // of the register tile's width; each thread packs its own columns of da.
-  const int64_t col_units = ceil_div(GH, NR);
-  const int tail_threads = int(std::max<int64_t>(
-      1, std::min<int64_t>({int64_t(get_num_threads()), col_units,
-                            int64_t(double(BT) * double(GH) * double(I + H) / 1.0e6)})));
   auto tail_share = [&](int tid, int nth) {
     int64_t c0, c1, r0, r1;
     part(col_units, tid, nth, c0, c1);
@@ -615,20 +674,39 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
         for (int64_t c = d0; c < d1; ++c) dbs[c] += row[c];
       }
     }
-    // dW[:, c0:c1] for a piece list, M rows of the inputs (lda M)
-    auto weights = [&](const std::vector<Piece>& pieces, int64_t M, float* dw) {
-      for (const Piece& p : pieces) {
-        const int64_t lo = std::max(c0, p.dst), hi = std::min(c1, p.dst + p.n);
-        if (lo < hi)
-          gemm(true, false, M, hi - lo, BT, 1.0f, p.a, M, da + p.src + (lo - p.dst), DW, 0.0f,
-               dw + lo, GH);
-      }
+    // The weight gradients over da's columns: each column range of da goes
+    // to dW_x (from x) and dW_h (from h_{t-1}, or r h_{t-1} for the textbook
+    // GRU's candidate) at the columns given; -1: not there. This thread
+    // takes the columns [c0, c1) of the G*H of dW.
+    struct Range {
+      int64_t src, n, x_dst, h_dst;
+      const float* h_rows;
     };
-    if (g.dw_h) weights(dw_h_pieces, H, g.dw_h);
-    if (g.dw_x) weights(dw_x_pieces, I, g.dw_x);
+    const Range ranges_gru[] = {{0, 2 * H, 0, 0, h_prev_all}, {2 * H, H, 2 * H, 2 * H, rh_all}};
+    const Range ranges_ra[] = {{0, 2 * H, 0, 0, h_prev_all}, {2 * H, H, -1, 2 * H, h_prev_all},
+                               {3 * H, H, 2 * H, -1, nullptr}};
+    const Range ranges_lstm[] = {{0, GH, 0, 0, h_prev_all}};
+    const Range* ranges = gru ? ranges_gru : reset_after ? ranges_ra : ranges_lstm;
+    const int range_count = gru ? 2 : reset_after ? 3 : 1;
+    float* scratch = tail_scratch + tid * weight_gradient_scratch(gk);
+    for (int q = 0; q < range_count; ++q) {
+      const Range& r = ranges[q];
+      // the thread's share of this range, in dW's columns (x's and h's agree but for reset_after)
+      const int64_t base = r.x_dst >= 0 ? r.x_dst : r.h_dst;
+      const int64_t lo = std::max(c0, base), hi = std::min(c1, base + r.n);
+      if (lo >= hi) continue;
+      WeightTarget targets[2];
+      int64_t count = 0;
+      if (g.dw_x && r.x_dst >= 0) targets[count++] = {x, I, g.dw_x + r.x_dst + (lo - base)};
+      if (g.dw_h && r.h_dst >= 0) targets[count++] = {r.h_rows, H, g.dw_h + r.h_dst + (lo - base)};
+      if (count)
+        weight_gradient(gk, targets, count, hi - lo, BT, da + r.src + (lo - base), DW, GH,
+                        scratch);
+    }
     if (g.dx && !fused_dx && r0 < r1) {  // dx[r0:r1] = da[r0:r1] W_x^T, the input side's columns
       float beta = 0.0f;
-      for (const Piece& p : dw_x_pieces) {
+      for (int q = 0; q < input_count; ++q) {
+        const Piece& p = input_pieces[q];
         gemm(false, true, r1 - r0, I, p.n, 1.0f, da + r0 * DW + p.src, DW, w_x + p.dst, GH, beta,
              g.dx + r0 * I, I);
         beta = 1.0f;
