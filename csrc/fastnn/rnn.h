@@ -5,12 +5,14 @@
 // w_x (I,G*H); w_h (H,G*H); b (G*H,) or, for gru_reset_after, (2,G*H) =
 // [input bias, recurrent bias]. All arrays are C-contiguous float32.
 //
-// The forward runs the input projection of all steps as one GEMM, then per
-// step the recurrent product of all gates (pre-packed w_h, the GEMM
-// microkernels) and one fused pass that applies the gate nonlinearities and
-// updates the state. The backward runs per step the fused gate backward and
-// the recurrent product for dh, and the weight gradients as GEMMs over all
-// steps at the end. Results do not depend on the thread count.
+// The forward runs per step the product of all gates on the GEMM
+// microkernels against weights packed once per call, and one fused pass
+// that applies the gate nonlinearities and updates the state. The input
+// projection x W_x is part of the step's product for batches of a register
+// tile or more, one GEMM over all steps first for smaller ones. The
+// backward runs per step the fused gate backward and the product for dh
+// (and dx), and the weight gradients as GEMMs over all steps at the end.
+// Results do not depend on the thread count.
 #pragma once
 #include <cstdint>
 
