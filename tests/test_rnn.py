@@ -664,3 +664,23 @@ def test_embedding_gathers_rows_and_adds_gradients_of_repeats():
         emb(np.array([[7]]))
     with pytest.raises(TypeError, match="integer indices"):
         emb(np.array([[0.5]]))
+
+
+def test_bidirectional_runs_on_the_gpu_path(fake_gpu):
+    """The time reversal on GPU tensors (a permutation product there) gives
+    the CPU's outputs and gradients."""
+    x = np.random.default_rng(17).standard_normal((3, 5, 4)).astype(np.float32)
+    fastnn.manual_seed(6)
+    cpu = nn.Bidirectional(nn.LSTM(3, return_sequences=True))
+    gpu = nn.Bidirectional(nn.LSTM(3, return_sequences=True))
+    cpu(x), gpu(x)  # builds the weights
+    gpu.load_state_dict(cpu.state_dict())
+    gpu.to("cuda")
+    y_cpu = cpu(x)
+    y_gpu = gpu(fastnn.tensor(x, device="cuda"))
+    assert y_gpu.device == "cuda"
+    assert_within(y_gpu.numpy(), y_cpu.numpy(), 1e-6, "Bidirectional on the GPU path")
+    y_cpu.sum().backward()
+    y_gpu.sum().backward()
+    for (name, p), q in zip(cpu.named_parameters(), gpu.parameters()):
+        assert_within(q.grad.numpy(), p.grad.numpy(), 1e-5, f"d{name} on the GPU path")

@@ -849,6 +849,35 @@ class BatchNormalization(Layer):
 
 
 # ---------------------------------------------------------------- recurrent layers
+def _reverse_time(x):
+    """x (batch, time, features) with the time axis reversed, gradient
+    included: a view on the CPU; on the GPU (no indexing kernels there) the
+    product with the reversing permutation."""
+    if x.device == "cpu":
+        return x[:, ::-1]
+    steps = x.shape[1]
+    flip = tensor(np.ascontiguousarray(np.eye(steps, dtype=np.float32)[::-1]), device=x.device)
+    by_time = F.permute(x, (1, 0, 2))
+    rows = F.reshape(by_time, (steps, -1))
+    return F.permute(F.reshape(F.matmul(flip, rows), by_time.shape), (1, 0, 2))
+
+
+def _concat_features(a, b):
+    """[a, b] along the last axis, gradient included: F.concatenate on the
+    CPU; on the GPU (no concatenation kernel there) the sum of products with
+    the matrices that place each part."""
+    if a.device == "cpu":
+        return F.concatenate([a, b], axis=-1)
+    na, nb = a.shape[-1], b.shape[-1]
+    place = np.eye(na + nb, dtype=np.float32)
+    out = None
+    for part, rows in ((a, place[:na]), (b, place[na:])):
+        flat = F.reshape(part, (-1, part.shape[-1]))
+        placed = F.matmul(flat, tensor(np.ascontiguousarray(rows), device=a.device))
+        out = placed if out is None else out + placed
+    return F.reshape(out, a.shape[:-1] + (na + nb,))
+
+
 class _Recurrent(Layer):
     """LSTM and GRU: the weights, the arguments and the call; the op is the
     subclass's. Inputs are (batch, time, features)."""
@@ -927,7 +956,7 @@ class _Recurrent(Layer):
         x = self._prepare(x)
         states = self._initial_states(initial_state, self._state_names, x.shape[0])
         if self.go_backwards:
-            x = x[:, ::-1]
+            x = _reverse_time(x)
         out, final = self._run(x, states)
         y = out if self.return_sequences else final[0]
         return (y,) + tuple(final) if self.return_state else y
@@ -1059,9 +1088,9 @@ class Bidirectional(Layer):
         if fwd.return_state:
             (y_f, *s_f), (y_b, *s_b) = y_f, y_b
         if fwd.return_sequences:
-            y_b = y_b[:, ::-1]
+            y_b = _reverse_time(y_b)
         if self.merge_mode == "concat":
-            y = F.concatenate([y_f, y_b], axis=-1)
+            y = _concat_features(y_f, y_b)
         elif self.merge_mode == "sum":
             y = y_f + y_b
         elif self.merge_mode == "mul":
