@@ -29,7 +29,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <cstdlib>
 #include <exception>
+#include <memory>
+#include <new>
 #include <vector>
 
 #include "cpu/isa/gemm_kernels.h"
@@ -62,13 +65,36 @@ void part(int64_t n, int t, int parts, int64_t& b, int64_t& e) {
   e = n * (t + 1) / parts;
 }
 
-// Several buffers cut from one workspace slot, each 64-byte aligned.
+// Scratch of the calling thread: its workspace slot, kept for the next call
+// (fresh pages cost about 2 us each), or, past kKeepFloats, memory of its
+// own, freed on return, so that one huge sequence does not hold its
+// scratch for good.
+constexpr int64_t kKeepFloats = int64_t(1) << 26;  // 256 MiB
+
+class Scratch {
+ public:
+  float* get(Slot slot, int64_t n) {
+    if (n <= kKeepFloats) return workspace(slot, n);
+    const int64_t bytes = checked_mul(ceil_div(n, 16), 64);
+    owned_.reset(static_cast<float*>(std::aligned_alloc(64, size_t(bytes))));
+    if (!owned_) throw std::bad_alloc();
+    return owned_.get();
+  }
+
+ private:
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float, Free> owned_;
+};
+
+// Several buffers cut from one scratch, each 64-byte aligned.
 class Carve {
  public:
   // Sizes first (add), then one allocation (done), then the pieces in the
   // same order (take).
   void add(int64_t n) { total_ = checked_mul(ceil_div(n, 16), 16) + total_; }
-  void done(Slot slot) { next_ = workspace(slot, std::max<int64_t>(total_, 16)); }
+  void done(Slot slot) { next_ = scratch_.get(slot, std::max<int64_t>(total_, 16)); }
   float* take(int64_t n) {
     float* p = next_;
     next_ += ceil_div(n, 16) * 16;
@@ -78,6 +104,7 @@ class Carve {
  private:
   int64_t total_ = 0;
   float* next_ = nullptr;
+  Scratch scratch_;
 };
 
 // Rows [i, i + m) of strip s of `strips` of rows [r0, r0 + rows): rows go
@@ -318,13 +345,14 @@ void rnn_forward(const RnnDims& d, const float* x, const float* h0, const float*
 
   // The gates of every step (training) or of one (fused inference); the
   // input projection of every step, unfused, goes there first.
+  Scratch gates_scratch, state_scratch;
   float* gates = saved.gates;
-  if (!gates) gates = workspace(Slot::rnn_steps, checked_mul(fused ? B : BT, GH));
+  if (!gates) gates = gates_scratch.get(Slot::rnn_steps, checked_mul(fused ? B : BT, GH));
   const int64_t gates_step = saved.gates || !fused ? GH : 0;
   const int64_t gates_rs = saved.gates || !fused ? T * GH : GH;
   // LSTM: c_t of every step (the saved array or scratch); reset_after: n_t when training
   float* state = saved.state;
-  if (lstm && !state) state = workspace(Slot::rnn_state, checked_mul(BT, H));
+  if (lstm && !state) state = state_scratch.get(Slot::rnn_state, checked_mul(BT, H));
   Carve carve;
   carve.add(checked_mul(blocks * G * XH, NR));  // packed weights
   carve.add(2 * B * XH);                        // [x_t, h_{t-1}], two steps
@@ -507,7 +535,8 @@ void rnn_backward(const RnnDims& d, const float* x, const float* h0, const float
       1, std::min<int64_t>({int64_t(get_num_threads()), col_units,
                             int64_t(double(BT) * double(GH) * double(I + H) / 1.0e6)})));
 
-  float* da = workspace(Slot::rnn_steps, checked_mul(BT, DW));
+  Scratch da_scratch;
+  float* da = da_scratch.get(Slot::rnn_steps, checked_mul(BT, DW));
   Carve big;  // (B,T,H): gru: r h_{t-1} of every step; h_{t-1} of every step for dw_h
   if (gru) big.add(checked_mul(BT, H));
   if (g.dw_h) big.add(checked_mul(BT, H));
