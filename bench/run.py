@@ -8,6 +8,7 @@
     python bench/run.py optim                         # one Adam step over the flagship CNN
     python bench/run.py train [--keras-python PY]     # training it: fastnn, PyTorch, Keras
     python bench/run.py augment [--batch 64]           # ImageDataGenerator.flow, images/s
+    python bench/run.py rnn [--shapes 64x50x128x256] [--cells lstm gru]  # vs PyTorch
 
 Every fastnn result is checked against a float64 NumPy reference before it is
 timed, and a wrong result stops the run with an error. The machines here are
@@ -904,6 +905,149 @@ def run_augment(args, session):
     return rows
 
 
+# ------------------------------------------------------------------ rnn
+
+# (batch, time, input features, hidden units)
+RNN_SHAPES = ((64, 50, 128, 256), (32, 200, 64, 128), (1, 100, 256, 512))
+RNN_CELLS = ("lstm", "gru", "gru_reset_after")
+
+
+def parse_rnn_shape(text):
+    """'BxTxIxH' or 'B,T,I,H' -> (B, T, I, H)."""
+    try:
+        dims = tuple(int(p) for p in text.replace(",", "x").split("x"))
+    except ValueError:
+        dims = ()
+    if len(dims) != 4 or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"expected a shape BxTxIxH, got {text!r}")
+    return dims
+
+
+def add_rnn_arguments(p):
+    p.add_argument("--shapes", nargs="+", type=parse_rnn_shape, metavar="BxTxIxH",
+                   default=list(RNN_SHAPES),
+                   help="(batch, time, input, hidden) (default: 64x50x128x256 32x200x64x128 "
+                        "1x100x256x512)")
+    p.add_argument("--cells", nargs="+", choices=RNN_CELLS, default=list(RNN_CELLS),
+                   help="lstm, gru (the textbook form, fastnn's default) and gru_reset_after "
+                        "(PyTorch's form); PyTorch runs nn.LSTM or nn.GRU (default: all)")
+
+
+def rnn_layers(cell, shape, torch):
+    """The layer in fastnn (and PyTorch) with the same weights, its input
+    (which requires a gradient: dx is part of the backward) and an output
+    gradient: {"fastnn": (fwd, fwd_bwd), "torch": (fwd, fwd_bwd), "check"}.
+    fwd runs without recording a graph, as inference does."""
+    from fastnn import nn
+    B, T, I, H = shape
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((B, T, I)).astype(np.float32)
+    g = rng.standard_normal((B, T, H)).astype(np.float32)
+    fastnn.manual_seed(0)
+    layer = nn.LSTM(H, return_sequences=True) if cell == "lstm" else nn.GRU(
+        H, return_sequences=True, reset_after=cell == "gru_reset_after")
+    layer(x[:1, :1])  # builds the weights
+    xt = fastnn.tensor(x, requires_grad=True)
+    gt = fastnn.tensor(g)
+
+    def fwd():
+        with fastnn.no_grad():
+            return layer(xt)
+
+    def fwd_bwd():
+        xt.grad = None
+        layer.zero_grad()
+        layer(xt).backward(gt)
+    out = {"fastnn": (fwd, fwd_bwd), "torch": None, "check": (layer, x)}
+    if torch is None:
+        return out
+    # PyTorch keeps W_ih (G*H, I), W_hh (G*H, H) and two biases; its GRU is the
+    # reset_after form with gates [r, z, n] and weights the old state by z.
+    G = 4 if cell == "lstm" else 3
+    tm = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(I, H, batch_first=True)
+    with torch.no_grad():
+        k, r = layer.kernel.numpy(), layer.recurrent_kernel.numpy()
+        if cell == "lstm":
+            b_ih, b_hh = layer.bias.numpy(), np.zeros(G * H, np.float32)
+        else:
+            order = np.r_[H:2 * H, 0:H, 2 * H:3 * H]  # [z, r, h~] -> [r, z, n]
+            k, r = k[:, order], r[:, order]
+            b = layer.bias.numpy().reshape(-1, G * H)
+            b_ih, b_hh = b[0][order], (b[1][order] if len(b) == 2 else np.zeros(G * H, np.float32))
+        tm.weight_ih_l0.copy_(torch.from_numpy(np.ascontiguousarray(k.T)))
+        tm.weight_hh_l0.copy_(torch.from_numpy(np.ascontiguousarray(r.T)))
+        tm.bias_ih_l0.copy_(torch.from_numpy(np.ascontiguousarray(b_ih)))
+        tm.bias_hh_l0.copy_(torch.from_numpy(np.ascontiguousarray(b_hh)))
+    xp = torch.from_numpy(x).requires_grad_(True)
+    gp = torch.from_numpy(g)
+
+    def torch_fwd():
+        with torch.no_grad():
+            return tm(xp)[0]
+
+    def torch_fwd_bwd():
+        xp.grad = None
+        tm.zero_grad(set_to_none=True)
+        tm(xp)[0].backward(gp)
+    out["torch"] = (torch_fwd, torch_fwd_bwd)
+    return out
+
+
+def check_rnn(cell, layers):
+    """Raises BenchError unless fastnn's outputs match the plain-loop C++
+    reference (fastnn._C.rnn_forward_reference) for the same weights."""
+    layer, x = layers["check"]
+    got = layers["fastnn"][0]().numpy()
+    b = layer.bias.numpy()
+    want = fastnn._C.rnn_forward_reference(cell, x, None, None, layer.kernel.numpy(),
+                                           layer.recurrent_kernel.numpy(), b, False)[0]
+    err = float(np.abs(got - want).max())
+    if not err <= 1e-4:
+        raise BenchError(f"{cell} {x.shape}: fastnn's output differs from the reference by "
+                         f"{err:.2e}")
+
+
+def run_rnn(args, session):
+    torch = import_torch()
+    print(f"timing: best of {args.repeat} interleaved samples of >= {args.min_time} s each; "
+          "layers with return_sequences=True; forward without a graph (inference), "
+          "forward+backward from an input that needs its gradient")
+    session.table([("layer", "layer", ""), ("shape (B,T,I,H)", "shape_str", ""),
+                   ("threads", "threads", "d"),
+                   ("fwd ms", "fastnn_fwd_ms", ".2f"), ("torch fwd", "torch_fwd_ms", ".2f"),
+                   ("ratio", "fwd_ratio", ".2f"), ("f+b ms", "fastnn_fb_ms", ".2f"),
+                   ("torch f+b", "torch_fb_ms", ".2f"), ("ratio", "fb_ratio", ".2f"),
+                   ("f+b GFLOP/s", "fb_gflops", ".1f"), ("% peak", "peak_percent", ".1f")])
+    rows = []
+    for cell in args.cells:
+        gates = 4 if cell == "lstm" else 3
+        for shape in args.shapes:
+            B, T, I, H = shape
+            flop = 2.0 * B * T * (I + H) * gates * H  # forward; backward twice that
+            for t in args.threads:
+                with session.threads(t):
+                    layers = rnn_layers(cell, shape, torch)
+                    check_rnn(cell, layers)
+                    fns = {"fastnn_fwd": layers["fastnn"][0], "fastnn_fb": layers["fastnn"][1]}
+                    if layers["torch"]:
+                        fns["torch_fwd"], fns["torch_fb"] = layers["torch"]
+                    times = {k: summarize(v)["best_s"] * 1e3
+                             for k, v in time_interleaved(fns, args.min_time, args.repeat).items()}
+                row = {"bench": "rnn", "layer": {"lstm": "LSTM", "gru": "GRU",
+                                                 "gru_reset_after": "GRU reset_after"}[cell],
+                       "shape": list(shape), "shape_str": f"({B},{T},{I},{H})", "threads": t,
+                       "fastnn_fwd_ms": times["fastnn_fwd"], "fastnn_fb_ms": times["fastnn_fb"],
+                       "fb_gflops": 3 * flop / times["fastnn_fb"] / 1e6}
+                row["peak_percent"] = 100.0 * row["fb_gflops"] / session.peak(t)
+                if "torch_fwd" in times:
+                    row["torch_fwd_ms"], row["torch_fb_ms"] = times["torch_fwd"], times["torch_fb"]
+                    row["fwd_ratio"] = row["torch_fwd_ms"] / row["fastnn_fwd_ms"]
+                    row["fb_ratio"] = row["torch_fb_ms"] / row["fastnn_fb_ms"]
+                session.row(row)
+                rows.append(row)
+    return rows
+
+
 # ------------------------------------------------------------------ main
 
 # name -> (help, add_arguments(parser), run(args, session) -> list of row dicts)
@@ -920,6 +1064,8 @@ SUBCOMMANDS = {
               add_train_arguments, run_train),
     "augment": ("ImageDataGenerator.flow (rotation, shifts, flips), images/s: fastnn against "
                 "PyTorch's affine_grid + grid_sample", add_augment_arguments, run_augment),
+    "rnn": ("LSTM and GRU layers, forward and forward+backward: fastnn against PyTorch",
+            add_rnn_arguments, run_rnn),
 }
 
 

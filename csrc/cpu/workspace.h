@@ -7,7 +7,11 @@
 
 namespace fastnn {
 
-enum class Slot { gemm_a, gemm_b, conv_a, conv_b, conv_c, conv_pad, count };
+enum class Slot {
+  gemm_a, gemm_b, conv_a, conv_b, conv_c, conv_pad,
+  rnn_steps, rnn_state, rnn_small,  // rnn.cpp: per-step gates or gradients, (B,T,H) states, the rest
+  count
+};
 
 // 64-byte aligned room for n floats in the calling thread's buffer `slot`;
 // valid until the same thread asks for that slot again.

@@ -22,6 +22,7 @@ void bind_conv(py::module_& m);       // bind_conv.cpp
 void bind_pool(py::module_& m);       // bind_pool.cpp
 void bind_optim(py::module_& m);      // bind_optim.cpp
 void bind_augment(py::module_& m);    // bind_augment.cpp
+void bind_rnn(py::module_& m);        // bind_rnn.cpp
 }
 
 namespace {
@@ -156,6 +157,7 @@ PYBIND11_MODULE(_C, m) {
   bind_pool(m);
   bind_optim(m);
   bind_augment(m);
+  bind_rnn(m);
   m.def("gemm", &gemm_py, py::arg("a"), py::arg("b"), py::arg("trans_a"), py::arg("trans_b"),
         py::arg("alpha"), py::arg("beta"), py::arg("c").none(true),
         "c = alpha * op(a) @ op(b) + beta * c on float32 arrays; c is updated in place");

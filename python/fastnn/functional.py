@@ -1105,3 +1105,9 @@ def _install():
 
 
 _install()
+
+
+# ---------------------------------------------------------------- recurrent layers (_rnn.py)
+from ._rnn import gru, gru_cell, lstm, lstm_cell  # noqa: E402  (they build on the helpers above)
+
+__all__ += ["gru", "gru_cell", "lstm", "lstm_cell"]

@@ -29,8 +29,9 @@ from .autograd import no_grad
 from .tensor import Tensor, _parse_device, tensor
 
 __all__ = [
-    "Activation", "AveragePooling2D", "BatchNormalization", "Conv2D", "Dense", "Dropout",
-    "Flatten", "Layer", "MaxPooling2D", "Module", "ModuleList", "Sequential", "get_activation",
+    "Activation", "AveragePooling2D", "BatchNormalization", "Bidirectional", "Conv2D", "Dense",
+    "Dropout", "Embedding", "Flatten", "GRU", "LSTM", "Layer", "MaxPooling2D", "Module",
+    "ModuleList", "Sequential", "get_activation",
 ]
 
 
@@ -540,16 +541,25 @@ class Layer(Module):
 
     def _weight(self, name, shape, init, trainable=True, fan=None):
         """Creates and registers a weight of the layer's dtype: init "zeros",
-        "ones" or "glorot_uniform" (fan = (fan_in, fan_out))."""
+        "ones", "glorot_uniform" (fan = (fan_in, fan_out)), "orthogonal"
+        (Keras's Orthogonal: orthonormal rows or columns, whichever fit) or
+        "uniform" (Keras's RandomUniform(-0.05, 0.05)); or an array of the
+        shape, used as it is."""
         if any(s is None for s in shape):
             raise ValueError(f"{type(self).__name__}: cannot create '{name}' of shape "
                              f"{_fmt(shape)}: input_shape {_fmt(self._input_shape or ())} leaves "
                              "a size it depends on unknown")
         shape = tuple(int(s) for s in shape)
-        if init == "zeros":
+        if isinstance(init, np.ndarray):
+            arr = init.astype(self.dtype)
+        elif init == "zeros":
             arr = np.zeros(shape, self.dtype)
         elif init == "ones":
             arr = np.ones(shape, self.dtype)
+        elif init == "orthogonal":
+            arr = _orthogonal(shape).astype(self.dtype)
+        elif init == "uniform":
+            arr = _random.generator().uniform(-0.05, 0.05, size=shape).astype(self.dtype)
         else:
             fan_in, fan_out = fan
             limit = math.sqrt(6.0 / max(1, fan_in + fan_out))
@@ -565,6 +575,17 @@ class Layer(Module):
         else:
             self.register_buffer(name, t)
         return t
+
+
+def _orthogonal(shape):
+    """Keras's Orthogonal initializer (gain 1) for a 2-D shape: the Q of a
+    Gaussian matrix's QR decomposition, signs fixed by R's diagonal, so the
+    rows (when fewer) or the columns are orthonormal."""
+    rows, cols = shape
+    a = _random.generator().standard_normal((max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(a)
+    q = q * np.sign(np.diag(r))
+    return np.ascontiguousarray(q.T if rows < cols else q)
 
 
 def _fmt(shape):
@@ -892,3 +913,291 @@ class BatchNormalization(Layer):
 
     def extra_repr(self):
         return f"axis={self.axis}, momentum={self.momentum}, epsilon={self.epsilon}"
+
+
+# ---------------------------------------------------------------- recurrent layers
+def _reverse_time(x):
+    """x (batch, time, features) with the time axis reversed, gradient
+    included: a view on the CPU; on the GPU (no indexing kernels there) the
+    product with the reversing permutation."""
+    if x.device == "cpu":
+        return x[:, ::-1]
+    steps = x.shape[1]
+    flip = tensor(np.ascontiguousarray(np.eye(steps, dtype=np.float32)[::-1]), device=x.device)
+    by_time = F.permute(x, (1, 0, 2))
+    rows = F.reshape(by_time, (steps, -1))
+    return F.permute(F.reshape(F.matmul(flip, rows), by_time.shape), (1, 0, 2))
+
+
+def _concat_features(a, b):
+    """[a, b] along the last axis, gradient included: F.concatenate on the
+    CPU; on the GPU (no concatenation kernel there) the sum of products with
+    the matrices that place each part."""
+    if a.device == "cpu":
+        return F.concatenate([a, b], axis=-1)
+    na, nb = a.shape[-1], b.shape[-1]
+    place = np.eye(na + nb, dtype=np.float32)
+    out = None
+    for part, rows in ((a, place[:na]), (b, place[na:])):
+        flat = F.reshape(part, (-1, part.shape[-1]))
+        placed = F.matmul(flat, tensor(np.ascontiguousarray(rows), device=a.device))
+        out = placed if out is None else out + placed
+    return F.reshape(out, a.shape[:-1] + (na + nb,))
+
+
+class _Recurrent(Layer):
+    """LSTM and GRU: the weights, the arguments and the call; the op is the
+    subclass's. Inputs are (batch, time, features)."""
+    _gates = 0
+
+    def __init__(self, units, return_sequences=False, return_state=False, go_backwards=False,
+                 use_bias=True, input_shape=None, dtype=None):
+        super().__init__(input_shape, dtype)
+        name = type(self).__name__
+        self.units = _positive_int(units, "units", name)
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        self.use_bias = bool(use_bias)
+        self.kernel = None
+        self.recurrent_kernel = None
+        self.bias = None
+
+    def _config(self):
+        """The constructor's arguments (Bidirectional builds its backward copy from them)."""
+        return dict(units=self.units, return_sequences=self.return_sequences,
+                    return_state=self.return_state, go_backwards=self.go_backwards,
+                    use_bias=self.use_bias, dtype=self.dtype)
+
+    def _check_rank(self, shape):
+        if len(shape) != 3:
+            raise ValueError(f"{type(self).__name__}: expected a 3-D input (batch, time, "
+                             f"features), got shape {shape}")
+
+    def build(self, input_shape):
+        n_in, width = input_shape[-1], self._gates * self.units
+        self._weight("kernel", (n_in, width), "glorot_uniform", fan=(n_in, width))
+        self._weight("recurrent_kernel", (self.units, width), "orthogonal")
+        if self.use_bias:
+            self._weight("bias", self._bias_shape(), self._bias_init())
+
+    def _bias_shape(self):
+        return (self._gates * self.units,)
+
+    def _bias_init(self):
+        return "zeros"
+
+    def _check_built(self, shape):
+        n_in = self.kernel.shape[0]
+        if shape[-1] != n_in:
+            raise ValueError(f"{type(self).__name__}: expected an input of shape (batch, time, "
+                             f"{n_in}) (the layer was built for {n_in} features), got shape "
+                             f"{shape}")
+
+    def _bias_or_zeros(self):
+        if self.bias is not None:
+            return self.bias
+        return tensor(np.zeros(self._bias_shape(), self.dtype))
+
+    def _initial_states(self, initial_state, names, batch):
+        """The initial states as tensors of shape (batch, units), or Nones."""
+        if initial_state is None:
+            return [None] * len(names)
+        layer = type(self).__name__
+        states = initial_state
+        if isinstance(states, (Tensor, np.ndarray)) and len(names) == 1:
+            states = [states]
+        if not isinstance(states, (list, tuple)) or len(states) != len(names):
+            raise ValueError(f"{layer}: argument 'initial_state' must be a list of "
+                             f"{len(names)} tensors [{', '.join(names)}], got {initial_state!r}")
+        out = []
+        for k, (s, name) in enumerate(zip(states, names)):
+            s = s if isinstance(s, Tensor) else tensor(s)
+            if s.shape != (batch, self.units):
+                raise ValueError(f"{layer}: initial_state[{k}] ({name}) must have shape "
+                                 f"({batch}, {self.units}) (batch, units), got {s.shape}")
+            out.append(s)
+        return out
+
+    def forward(self, x, initial_state=None):
+        x = self._prepare(x)
+        states = self._initial_states(initial_state, self._state_names, x.shape[0])
+        if self.go_backwards:
+            x = _reverse_time(x)
+        out, final = self._run(x, states)
+        y = out if self.return_sequences else final[0]
+        return (y,) + tuple(final) if self.return_state else y
+
+    def extra_repr(self):
+        s = f"units={self.units}"
+        for flag in ("return_sequences", "return_state", "go_backwards"):
+            if getattr(self, flag):
+                s += f", {flag}=True"
+        if not self.use_bias:
+            s += ", use_bias=False"
+        return s
+
+
+class LSTM(_Recurrent):
+    """Keras's LSTM: kernel (in, 4 units), recurrent_kernel (units, 4 units),
+    bias (4 units,), gates [i, f, g, o]; Glorot uniform kernel, orthogonal
+    recurrent kernel, zero bias but the forget gate's at 1 (Keras's
+    unit_forget_bias). Returns the last output (batch, units), or every
+    step's (batch, time, units) with return_sequences; with return_state,
+    (output, h, c). ``layer(x, initial_state=[h0, c0])``."""
+    _gates = 4
+    _state_names = ("h", "c")
+
+    def __init__(self, units, return_sequences=False, return_state=False, go_backwards=False,
+                 use_bias=True, unit_forget_bias=True, input_shape=None, dtype=None):
+        super().__init__(units, return_sequences, return_state, go_backwards, use_bias,
+                         input_shape, dtype)
+        self.unit_forget_bias = bool(unit_forget_bias)
+        self._build_from_argument()
+
+    def _config(self):
+        return dict(super()._config(), unit_forget_bias=self.unit_forget_bias)
+
+    def _bias_init(self):
+        b = np.zeros(self._bias_shape())
+        if self.unit_forget_bias:
+            b[self.units:2 * self.units] = 1.0
+        return b
+
+    def _run(self, x, states):
+        out, (h, c) = F.lstm(x, states[0], states[1], self.kernel, self.recurrent_kernel,
+                             self._bias_or_zeros())
+        return out, (h, c)
+
+
+class GRU(_Recurrent):
+    """A GRU: kernel (in, 3 units), recurrent_kernel (units, 3 units), gates
+    [z, r, h~], h' = (1 - z) h + z h~ (API.md). By default the reset gate
+    multiplies h before the recurrent product, bias (3 units,); with
+    reset_after=True it multiplies the product (cuDNN's form), bias
+    (2, 3 units). Returns as LSTM; with return_state, (output, h)."""
+    _gates = 3
+    _state_names = ("h",)
+
+    def __init__(self, units, return_sequences=False, return_state=False, go_backwards=False,
+                 use_bias=True, reset_after=False, input_shape=None, dtype=None):
+        super().__init__(units, return_sequences, return_state, go_backwards, use_bias,
+                         input_shape, dtype)
+        self.reset_after = bool(reset_after)
+        self._build_from_argument()
+
+    def _config(self):
+        return dict(super()._config(), reset_after=self.reset_after)
+
+    def _bias_shape(self):
+        width = self._gates * self.units
+        return (2, width) if self.reset_after else (width,)
+
+    def _run(self, x, states):
+        out, h = F.gru(x, states[0], self.kernel, self.recurrent_kernel, self._bias_or_zeros(),
+                       reset_after=self.reset_after)
+        return out, (h,)
+
+    def extra_repr(self):
+        return super().extra_repr() + (", reset_after=True" if self.reset_after else "")
+
+
+_MERGE_MODES = ("concat", "sum", "mul", "ave", None)
+
+
+class Bidirectional(Layer):
+    """Keras's Bidirectional wrapper of an LSTM or GRU: the layer runs over
+    the sequence and a copy of it (same arguments, its own weights) runs
+    over the reversed sequence; their outputs are merged (merge_mode
+    "concat" by default: (..., 2 units); "sum", "mul", "ave", or None for
+    the pair). With return_sequences the backward outputs are put back in
+    time order first. With return_state: (output, *forward states,
+    *backward states); initial_state likewise, forward states first."""
+
+    def __init__(self, layer, merge_mode="concat", backward_layer=None, input_shape=None):
+        super().__init__(input_shape)
+        if not isinstance(layer, _Recurrent):
+            raise TypeError(f"Bidirectional: argument 'layer' must be an LSTM or GRU layer, got "
+                            f"{type(layer).__name__}")
+        if merge_mode not in _MERGE_MODES:
+            raise ValueError(f"Bidirectional: argument 'merge_mode' must be one of "
+                             f"{list(_MERGE_MODES)}, got {merge_mode!r}")
+        if backward_layer is None:
+            config = layer._config()
+            config["go_backwards"] = not layer.go_backwards
+            backward_layer = type(layer)(**config)
+        elif not isinstance(backward_layer, _Recurrent):
+            raise TypeError(f"Bidirectional: argument 'backward_layer' must be an LSTM or GRU "
+                            f"layer, got {type(backward_layer).__name__}")
+        self.forward_layer = layer
+        self.backward_layer = backward_layer
+        self.merge_mode = merge_mode
+        self._build_from_argument()
+
+    def _check_rank(self, shape):
+        if len(shape) != 3:
+            raise ValueError(f"Bidirectional: expected a 3-D input (batch, time, features), got "
+                             f"shape {shape}")
+
+    def forward(self, x, initial_state=None):
+        x = self._prepare(x)
+        fwd, bwd = self.forward_layer, self.backward_layer
+        states_f = states_b = None
+        if initial_state is not None:
+            n = len(fwd._state_names)
+            if not isinstance(initial_state, (list, tuple)) or len(initial_state) != 2 * n:
+                raise ValueError(f"Bidirectional: argument 'initial_state' must be a list of "
+                                 f"{2 * n} tensors (the forward layer's states, then the "
+                                 f"backward layer's), got {initial_state!r}")
+            states_f, states_b = list(initial_state[:n]), list(initial_state[n:])
+        y_f = fwd(x, initial_state=states_f)
+        y_b = bwd(x, initial_state=states_b)
+        if fwd.return_state:
+            (y_f, *s_f), (y_b, *s_b) = y_f, y_b
+        if fwd.return_sequences:
+            y_b = _reverse_time(y_b)
+        if self.merge_mode == "concat":
+            y = _concat_features(y_f, y_b)
+        elif self.merge_mode == "sum":
+            y = y_f + y_b
+        elif self.merge_mode == "mul":
+            y = y_f * y_b
+        elif self.merge_mode == "ave":
+            y = (y_f + y_b) * 0.5
+        else:
+            y = (y_f, y_b)
+        if fwd.return_state:
+            return (y,) + tuple(s_f) + tuple(s_b)
+        return y
+
+    def extra_repr(self):
+        return f"merge_mode={self.merge_mode!r}"
+
+
+class Embedding(Layer):
+    """Keras's Embedding: integer indices (any shape) in [0, input_dim) ->
+    rows of ``embeddings`` (input_dim, output_dim), RandomUniform(-0.05,
+    0.05) as Keras; the gradient of repeated indices adds up."""
+
+    def __init__(self, input_dim, output_dim, input_shape=None, dtype=None):
+        super().__init__(input_shape, dtype)
+        self.input_dim = _positive_int(input_dim, "input_dim", "Embedding")
+        self.output_dim = _positive_int(output_dim, "output_dim", "Embedding")
+        self.embeddings = None
+        self._weight("embeddings", (self.input_dim, self.output_dim), "uniform")
+        self.built = True
+
+    def forward(self, x):
+        d = x.numpy() if isinstance(x, Tensor) else np.asarray(x)
+        if d.dtype.kind == "f" and np.array_equal(d, np.floor(d)):
+            d = d.astype(np.int64)  # whole numbers in a float array, as Keras casts them
+        if d.dtype.kind not in "iu":
+            raise TypeError(f"Embedding: expected integer indices, got dtype {d.dtype}")
+        if d.size and (d.min() < 0 or d.max() >= self.input_dim):
+            bad = d[(d < 0) | (d >= self.input_dim)].flat[0]
+            raise ValueError(f"Embedding: indices must be in [0, {self.input_dim}), got {bad} "
+                             f"(input of shape {d.shape})")
+        return self.embeddings[d.astype(np.int64)]
+
+    def extra_repr(self):
+        return f"input_dim={self.input_dim}, output_dim={self.output_dim}"

@@ -1,0 +1,4 @@
+// Fused RNN gate passes for the avx2 instruction set.
+#define FASTNN_ISA avx2
+#define FASTNN_VBYTES 32
+#include "rnn_kernels.inc"
