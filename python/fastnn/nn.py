@@ -446,7 +446,7 @@ class Layer(Module):
 
         @functools.wraps(init)
         def recording_init(self, *args, **kw):
-            if "_config" not in self.__dict__:
+            if "_init_args" not in self.__dict__:
                 bound = signature.bind(self, *args, **kw)
                 arguments = dict(bound.arguments)
                 arguments.pop("self", None)
@@ -455,7 +455,7 @@ class Layer(Module):
                         arguments.update(arguments.pop(name, {}))
                     elif p.kind is inspect.Parameter.VAR_POSITIONAL:
                         arguments.pop(name, None)
-                object.__setattr__(self, "_config", arguments)
+                object.__setattr__(self, "_init_args", arguments)
             init(self, *args, **kw)
 
         cls.__init__ = recording_init
@@ -482,7 +482,7 @@ class Layer(Module):
             raise TypeError(f"{type(self).__name__}.get_config: argument {name!r} is a "
                             f"{type(v).__name__}, which cannot be saved; pass a name "
                             f"(e.g. activation=\"relu\") to make the layer saveable")
-        config = self.__dict__.get("_config", {})
+        config = self.__dict__.get("_init_args", {})
         return {"class_name": type(self).__name__,
                 "config": {k: value(v, k) for k, v in config.items()}}
 
