@@ -26,7 +26,7 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", help="the CIFAR-10 archive or folder (default: $FASTNN_DATA "
                                   "if it holds one, else the embedded shapes set)")
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     p.add_argument("--device", default="cpu", help='"cpu" or "cuda"')

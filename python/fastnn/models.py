@@ -810,6 +810,9 @@ def _write_npz(path, document, arrays):
             np.savez(f, **payload)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a saved model is not
         os.replace(tmp, path)
     except BaseException:
         try:
