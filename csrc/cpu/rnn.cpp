@@ -11,19 +11,23 @@
 // GEMM first (written where the gates go), and the step's product is
 // h_{t-1} W_h alone.
 //
-// The units are split into blocks of NR, each thread owning a contiguous
-// range of blocks for the whole sequence: it computes all gates of its
-// units, so a step needs one barrier (the next step's product reads every
-// unit of h_t), two for the textbook GRU (whose candidate multiplies r h,
-// all units of it, by Uh). Each value is computed by the same code whatever
-// the thread count, so results do not depend on it.
+// Threads: the rows of the batch never interact, so with rows for two
+// register tiles a thread, each thread runs the whole recurrence of its
+// rows, with no barrier. A smaller batch is split by blocks of NR units
+// instead, each thread computing all gates of its units: a step then waits
+// at one barrier (the next step's product reads every unit of h_t), two
+// for the textbook GRU (whose candidate multiplies r h, all units of it,
+// by Uh). Each value is computed by the same code whatever the thread
+// count, so results do not depend on it.
 //
 // Backward: per step (last first) the fused gate backward writes the
-// gradients of the pre-activations (da) of its units and adds their column
-// sums to the bias gradient; then the product da W_h^T (W_h^T packed once)
-// gives the gradient reaching h_{t-1} for the thread's units. At the end
-// the weight gradients and dx are GEMMs over all steps at once:
-//   dW_x = x^T da,  dW_h = h_prev^T da,  dx = da W_x^T.
+// gradients of the pre-activations (da); then da W_h^T (W_h^T packed once)
+// gives the gradient reaching h_{t-1}, and, with the fused input
+// projection, da W_x^T the step's dx. At the end the weight gradients
+// dW_x = x^T da and dW_h = h_prev^T da are products over all steps (each
+// block of da packed once for both), the bias gradient da's column sums,
+// and, without the fusion, dx = da W_x^T; each thread takes a share of
+// each of them.
 #include "fastnn/rnn.h"
 
 #include <algorithm>
@@ -124,7 +128,8 @@ Strip strip(int64_t r0, int64_t rows, int64_t strips, int64_t s) {
 // C (m rows, ldc apart; n <= NR columns) = A (m rows, lda apart; K) times
 // K rows of a packed micro-panel, + beta C. A batch of one row takes the
 // RNN kernels' row product, which keeps more FMA chains than a tile of one
-// row has.
+// row has (m is 1 for that batch only: strips are at least half a tile
+// high otherwise, so results never depend on how rows fall into strips).
 void panel_product(const GemmKernels& gk, const RnnKernels& rk, int64_t K, const float* a,
                    int64_t lda, const float* panel, float* c, int64_t ldc, int64_t m, int64_t n,
                    float beta) {
