@@ -63,6 +63,21 @@ def test_fit_trains_a_cnn_to_high_accuracy():
     assert model.evaluate(xt, yt)["accuracy"] >= 0.95
 
 
+def test_fit_trains_an_lstm_to_high_accuracy():
+    """Sequences whose class is the sign of their sum."""
+    fastnn.manual_seed(13)
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(320, 12, 1)).astype(np.float32)
+    y = (x.sum(axis=(1, 2)) > 0).astype(np.int64)
+    model = Sequential([nn.LSTM(8), nn.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", metrics=["accuracy"])
+    model.build(x.shape)
+    model.optimizer = optim.Adam(model.parameters(), lr=0.03)
+    hist = model.fit(x[:256], y[:256], batch_size=32, epochs=12, verbose=0)
+    assert hist.history["loss"][-1] < 0.5 * hist.history["loss"][0]
+    assert model.evaluate(x[256:], y[256:])["accuracy"] >= 0.85   # chance is 0.5
+
+
 def small_cnn_params(model, x):
     model.build(x.shape)
     return model.parameters()
