@@ -104,7 +104,7 @@ def plot(history, confusion, class_names, path):
     except ImportError:
         print("matplotlib is not installed: skipping the picture (pip install matplotlib)")
         return
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.5))
     epochs = np.arange(1, len(history["loss"]) + 1)
     for ax, key in zip(axes[:2], ("loss", "accuracy")):
         ax.plot(epochs, history[key], label="train")
