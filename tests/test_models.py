@@ -190,6 +190,35 @@ def test_bad_fit_input_raises_before_any_step(case):
         np.testing.assert_array_equal(before[k], after[k])
 
 
+def _binary_weights_after_training(loss, x, y):
+    fastnn.manual_seed(3)
+    model = Sequential([nn.Dense(6, activation="relu"), nn.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="sgd", loss=loss)
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    return model.state_dict(), model.evaluate(x, y)["loss"]
+
+
+def test_a_loss_object_a_loss_function_and_a_name_train_identically():
+    # every form of loss is called as loss(y_true, y_pred), Keras's order
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    y = (x[:, :1] + x[:, 1:2] > 0).astype(np.float32)
+    from fastnn import losses
+
+    def keras_style(y_true, y_pred):
+        return losses.binary_crossentropy(y_true, y_pred)
+
+    by_name, loss_by_name = _binary_weights_after_training("binary_crossentropy", x, y)
+    assert loss_by_name < 0.75  # it trains (a swapped order gives a loss of about 7.6)
+    for loss in (losses.BinaryCrossentropy(), losses.get("binary_crossentropy"),
+                 losses.BinaryCrossentropy, keras_style):
+        got, got_loss = _binary_weights_after_training(loss, x, y)
+        assert got.keys() == by_name.keys()
+        for k in by_name:
+            np.testing.assert_array_equal(got[k], by_name[k], err_msg=f"{loss!r}: {k}")
+        assert got_loss == loss_by_name
+
+
 def test_compile_rejects_unknown_names():
     model = small_mlp()
     with pytest.raises(ValueError, match="unknown loss"):

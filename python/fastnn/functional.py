@@ -6,6 +6,10 @@ output gradient to input gradients. float32 arrays run on the C++ kernels
 (fastnn._C); other float dtypes (float64, for precise gradient checks) run
 the same formulas in NumPy. Tensor operators and methods are installed on
 ``Tensor`` at the end of this module.
+
+Losses here take PyTorch's argument order, ``F.mse_loss(input, target)``
+(predictions first); ``fastnn.losses`` and ``compile(loss=...)`` take
+Keras's, ``loss(y_true, y_pred)``.
 """
 import math
 import numbers

@@ -8,8 +8,12 @@ trailing axis of 1 ((batch,) against (batch, 1)) are reshaped to match.
 
 ``get(identifier)`` resolves what ``compile(loss=...)`` may be given:
 "sparse_categorical_crossentropy", "categorical_crossentropy",
-"binary_crossentropy", "mse" / "mean_squared_error", a loss object such as
-``SparseCategoricalCrossentropy(from_logits=True)``, or any callable.
+"binary_crossentropy", "mse" / "mean_squared_error", "cross_entropy" (integer
+labels against logits), a loss object such as
+``SparseCategoricalCrossentropy(from_logits=True)``, or any callable
+``loss(y_true, y_pred)``. ``compile`` calls every loss in this order, whatever
+form it was given in; ``label_kind(loss)`` says which targets it takes, which
+decides what "accuracy" means.
 """
 import numpy as np
 
@@ -18,7 +22,8 @@ from .tensor import Tensor
 
 __all__ = ["BinaryCrossentropy", "CategoricalCrossentropy", "Loss", "MeanSquaredError",
            "SparseCategoricalCrossentropy", "binary_crossentropy", "categorical_crossentropy",
-           "get", "mean_squared_error", "mse", "sparse_categorical_crossentropy"]
+           "cross_entropy", "get", "label_kind", "mean_squared_error", "mse",
+           "sparse_categorical_crossentropy"]
 
 
 def _match(y_true, y_pred):
@@ -38,6 +43,15 @@ def _pred(y_pred, fn):
     return F._tensor(y_pred, fn, "y_pred")
 
 
+def _targets(kind):
+    """Marks a loss function with the kind of targets it takes."""
+    def mark(fn):
+        fn.label_kind = kind
+        return fn
+    return mark
+
+
+@_targets("values")
 def mean_squared_error(y_true, y_pred):
     """mean((y_pred - y_true) ** 2) over all elements."""
     y_pred = _pred(y_pred, "mean_squared_error")
@@ -47,20 +61,29 @@ def mean_squared_error(y_true, y_pred):
 mse = mean_squared_error
 
 
+@_targets("binary")
 def binary_crossentropy(y_true, y_pred, from_logits=False):
     """F.binary_cross_entropy(y_pred, y_true, from_logits)."""
     y_pred = _pred(y_pred, "binary_crossentropy")
     return F.binary_cross_entropy(y_pred, _match(y_true, y_pred), from_logits=from_logits)
 
 
+@_targets("onehot")
 def categorical_crossentropy(y_true, y_pred, from_logits=False):
     """F.categorical_crossentropy(y_pred, y_true, from_logits): one-hot targets."""
     return F.categorical_crossentropy(y_pred, y_true, from_logits=from_logits)
 
 
+@_targets("sparse")
 def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
     """F.sparse_categorical_crossentropy(y_pred, y_true, from_logits): integer targets."""
     return F.sparse_categorical_crossentropy(y_pred, y_true, from_logits=from_logits)
+
+
+@_targets("sparse")
+def cross_entropy(y_true, y_pred):
+    """F.cross_entropy(y_pred, y_true): integer targets against logits."""
+    return F.cross_entropy(y_pred, y_true)
 
 
 class Loss:
@@ -93,6 +116,8 @@ class SparseCategoricalCrossentropy(Loss):
 
 
 class MeanSquaredError(Loss):
+    _fn = staticmethod(mean_squared_error)
+
     def __init__(self):
         super().__init__(False)
 
@@ -112,6 +137,7 @@ _BY_NAME = {
     "binary_crossentropy": binary_crossentropy,
     "mse": mean_squared_error,
     "mean_squared_error": mean_squared_error,
+    "cross_entropy": cross_entropy,
 }
 
 
@@ -131,3 +157,11 @@ def get(identifier):
         return identifier
     raise TypeError(f"losses.get: argument 'identifier' must be a loss name or a callable, got "
                     f"{type(identifier).__name__}")
+
+
+def label_kind(loss):
+    """The targets a loss (as ``get`` returns it) takes: "sparse" (integer
+    labels), "onehot", "binary", "values", or None for a callable of the
+    user's own."""
+    fn = type(loss)._fn if isinstance(loss, Loss) else loss
+    return getattr(fn, "label_kind", None)

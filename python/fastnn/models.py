@@ -27,7 +27,7 @@ import zipfile
 import numpy as np
 
 from . import callbacks as _callbacks
-from . import functional as F
+from . import losses as _losses
 from . import nn
 from . import optim as _optim
 from .autograd import no_grad
@@ -39,43 +39,11 @@ _FORMAT = "fastnn.model"
 _FORMAT_VERSION = 1
 
 
-# ---------------------------------------------------------------- losses and metrics by name
-def _sparse_ce(out, y):
-    return F.sparse_categorical_crossentropy(out, y)
-
-
-def _categorical_ce(out, y):
-    return F.categorical_crossentropy(out, y)
-
-
-_LOSSES = {
-    "sparse_categorical_crossentropy": _sparse_ce,
-    "categorical_crossentropy": _categorical_ce,
-    "binary_crossentropy": F.binary_cross_entropy,
-    "mse": F.mse_loss,
-    "mean_squared_error": F.mse_loss,
-    "cross_entropy": F.cross_entropy,
-}
-
-# the label format each loss takes, which decides what "accuracy" means
-_LABELS = {
-    "sparse_categorical_crossentropy": "sparse", "cross_entropy": "sparse",
-    "categorical_crossentropy": "onehot", "binary_crossentropy": "binary",
-    "mse": "values", "mean_squared_error": "values",
-}
-
-
+# ---------------------------------------------------------------- metrics by name
 def _loss_function(loss):
-    if isinstance(loss, str):
-        fn = _LOSSES.get(loss.lower())
-        if fn is None:
-            raise ValueError(f"compile: unknown loss {loss!r}; valid names are {sorted(_LOSSES)} "
-                             f"or a callable loss(outputs, targets)")
-        return loss.lower(), fn
-    if callable(loss):
-        return None, loss
-    raise TypeError(f"compile: argument 'loss' must be a name or a callable, got "
-                    f"{type(loss).__name__}")
+    """(name to save or None, loss(y_true, y_pred), label kind) from losses.get."""
+    fn = _losses.get(loss)
+    return (loss.lower() if isinstance(loss, str) else None), fn, _losses.label_kind(fn)
 
 
 def _metric(name, label_kind):
@@ -267,12 +235,13 @@ class Sequential(nn.Sequential):
     def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=None):
         """Chooses the optimizer (a name such as "adam", "sgd", "rmsprop",
         "adagrad", "adamw" with PyTorch's defaults, or an optimizer made by
-        ``fastnn.optim``), the loss (a Keras name or a callable
-        ``loss(outputs, targets) -> scalar tensor``) and the metrics to report
+        ``fastnn.optim``), the loss (anything ``fastnn.losses.get`` takes: a
+        Keras name, a loss object such as ``losses.BinaryCrossentropy()``, or
+        a callable ``loss(y_true, y_pred) -> scalar tensor``, Keras's argument
+        order, which every form is called in) and the metrics to report
         ("accuracy", "precision", "recall", "f1", "auc")."""
-        self._loss_name, self._loss_fn = _loss_function(loss)
+        self._loss_name, self._loss_fn, self._label_kind = _loss_function(loss)
         self.loss = loss
-        self._label_kind = _LABELS.get(self._loss_name)
         if metrics is None:
             metrics = []
         if isinstance(metrics, str):
@@ -433,7 +402,7 @@ class Sequential(nn.Sequential):
             self._make_optimizer()
         yt = _targets(yb, self._label_kind, device)
         if weights is None:
-            loss = self._loss_fn(out, yt)
+            loss = self._loss_fn(yt, out)
         else:
             loss = _weighted_loss(self._loss_fn, out, yb, yt, weights, self._label_kind)
         for penalty in self.regularization_losses():
@@ -471,7 +440,7 @@ class Sequential(nn.Sequential):
                     if device != "cpu":
                         xt = xt.to(device)
                     out = self(xt)
-                    loss = self._loss_fn(out, _targets(yb, self._label_kind, device))
+                    loss = self._loss_fn(_targets(yb, self._label_kind, device), out)
                     totals.add(out, yb, loss)
         finally:
             self.train(was_training)
@@ -624,7 +593,7 @@ def _weighted_loss(loss_fn, out, yb, yt, weights, kind):
     for c in np.unique(classes):
         idx = np.flatnonzero(classes == c)
         w = weights.get(int(c), 1.0) * len(idx) / n
-        term = loss_fn(out[idx], yt[idx]) * w
+        term = loss_fn(yt[idx], out[idx]) * w
         total = term if total is None else total + term
     return total
 
