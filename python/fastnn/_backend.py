@@ -4,6 +4,8 @@ other dtypes in NumPy), ``GPU`` on ``DeviceArray``s through ``_C_cuda``
 (float32 only). ``of(array)`` picks one. Python numbers may stand for
 either side of a binary op; results are new arrays (NumPy views where NumPy
 makes them)."""
+import math
+
 import numpy as np
 
 from . import _C
@@ -201,6 +203,46 @@ class CPU:
     def is_owned(a):
         return a.base is None and a.flags.writeable and a.flags.c_contiguous
 
+    @staticmethod
+    def store(a, value):
+        """Writes value (an array or number broadcast to a's shape) into a."""
+        np.copyto(a, value, casting="unsafe")
+
+    @staticmethod
+    def accumulate(acc, g):
+        """acc + g, written into acc when it is a writeable array of g's shape."""
+        if acc.flags.writeable and acc.shape == g.shape:
+            acc += g
+            return acc
+        return np.add(acc, g)
+
+    @staticmethod
+    def can_axpy(a, x):
+        """Whether axpy(alpha, x, a) can update a in place with the fused kernel."""
+        return (type(x) is _ndarray and a.dtype == _f32 and x.dtype == _f32
+                and x.shape == a.shape and a.flags.c_contiguous and x.flags.c_contiguous
+                and a.flags.writeable and not np.may_share_memory(a, x))
+
+    @staticmethod
+    def full_like(a, value):
+        return np.full(a.shape, value, _f32)
+
+    @staticmethod
+    def norm(a, p):
+        """The p-norm (math.inf: the largest magnitude) of a's elements, a float."""
+        flat = a.reshape(-1)
+        if p == math.inf:
+            return float(np.max(np.abs(flat))) if flat.size else 0.0
+        if p == 2.0:
+            return math.sqrt(float(np.dot(flat, flat)))
+        return float(np.sum(np.abs(flat.astype(np.float64)) ** p) ** (1.0 / p))
+
+    @staticmethod
+    def optimizer_step(kernel, *args):
+        """One fused optimizer update (kernel: "adam_step", ...) in place."""
+        return getattr(_C, kernel)(*args)
+
+
 
 def _cc():
     return _cuda._C_cuda
@@ -354,6 +396,81 @@ class GPU:
     @staticmethod
     def is_owned(a):
         return False  # gradients on the GPU are always copied once into .grad
+
+    @staticmethod
+    def store(a, value):
+        if isinstance(value, (int, float)):
+            _cc().fill(a, float(value))
+            return
+        if tuple(value.shape) != tuple(a.shape):
+            value = _cc().broadcast_to(value, tuple(a.shape))
+        _cc().assign(a, value)
+
+    @staticmethod
+    def accumulate(acc, g):
+        return _cc().binary("add", acc, g)
+
+    @staticmethod
+    def can_axpy(a, x):
+        return _cuda.is_device_array(x) and tuple(x.shape) == tuple(a.shape)
+
+    @staticmethod
+    def full_like(a, value):
+        out = _cc().copy(a)  # allocated on a's device
+        _cc().fill(out, float(value))
+        return out
+
+    @staticmethod
+    def norm(a, p):
+        if a.size == 0:
+            return 0.0
+        axes = list(range(a.ndim))
+        if p == math.inf:
+            return float(_cc().max(_cc().unary("abs", a), axes, False).numpy())
+        if p == 2.0:
+            return math.sqrt(float(_cc().sum(_cc().binary("mul", a, a), axes, False).numpy()))
+        powered = _cc().scalar("pow", _cc().unary("abs", a), float(p))
+        return float(_cc().sum(powered, axes, False).numpy()) ** (1.0 / p)
+
+    @staticmethod
+    def optimizer_step(kernel, *args):
+        return getattr(_cc(), kernel)(*args)
+
+    @staticmethod
+    def upload(a, index=None):
+        """A DeviceArray copy of the host array a on GPU ``index`` (None: the current one)."""
+        if index is None:
+            return _cuda.to_device(a)
+        previous = _cc().current_device()
+        _cc().set_device(index)
+        try:
+            return _cuda.to_device(a)
+        finally:
+            _cc().set_device(previous)
+
+    @staticmethod
+    def current_device():
+        return _cc().current_device()
+
+
+# kernels that take the same arguments on both devices: conv and pooling
+# (window as _checks.conv_window / pool_window give it), the recurrent
+# sequence kernels, and axpy (y += alpha * x in place)
+_SAME_SIGNATURE = ("conv2d", "conv2d_backward", "max_pool2d", "max_pool2d_backward",
+                   "avg_pool2d", "avg_pool2d_backward", "rnn_forward", "rnn_backward", "axpy")
+
+
+def _gpu_call(name):
+    def f(*args):
+        return getattr(_cc(), name)(*args)
+    f.__name__ = name
+    return f
+
+
+for _name in _SAME_SIGNATURE:
+    setattr(CPU, _name, staticmethod(getattr(_C, _name)))
+    setattr(GPU, _name, staticmethod(_gpu_call(_name)))
+CPU.affine_warp = staticmethod(_C.affine_warp)  # augmentation runs on the host only
 
 
 def of(a):

@@ -13,8 +13,6 @@ import threading
 
 from . import _backend
 
-_wrap = None  # tensor._wrap, set by tensor.py (which imports this module)
-
 
 class _GradMode(threading.local):
     """Grad mode per thread, as PyTorch keeps it: a no_grad() block in one
@@ -192,8 +190,6 @@ def _accumulate(leaf, g, adopted):
         if id(g) in adopted or not xp.is_owned(g):
             g = xp.owned_copy(g)
         adopted.add(id(g))
-        leaf.grad = _wrap(g)
-    elif xp is _backend.CPU and current._data.flags.writeable and current._data.shape == g.shape:
-        current._data += g  # the gradient arrays are owned (copied when taken over)
-    else:
-        current._data = xp.add(current._data, g)
+        leaf.grad = leaf._from_array(g)
+    else:  # the gradient arrays are owned (copied when taken over): added in place
+        current._data = xp.accumulate(current._data, g)

@@ -1,12 +1,12 @@
 """``fastnn.Tensor``: a NumPy array (or, on a GPU, a ``DeviceArray``) with
 the autograd bookkeeping. The differentiable operators and methods are
-installed by ``functional.py``; what is here needs no graph."""
+installed by ``fastnn.functional``; what is here needs no graph. Device
+work goes through ``fastnn._backend``."""
 import math
 import numbers
 
 import numpy as np
 
-from . import _C
 from . import _backend
 from . import autograd
 from . import cuda as _cuda
@@ -29,8 +29,6 @@ def _wrap(data, requires_grad=False, node=None, index=0, ver=None):
     t._ver = [0] if ver is None else ver
     return t
 
-
-autograd._wrap = _wrap
 
 
 def _as_array(data, dtype, fn, name="data"):
@@ -59,6 +57,23 @@ def _as_array(data, dtype, fn, name="data"):
     if arr.dtype != want or not arr.dtype.isnative:
         arr = arr.astype(want.newbyteorder("="))
     return arr
+
+
+def _index_arrays(idx):
+    """The index with tensors replaced by their arrays; and whether it is basic."""
+    items = idx if isinstance(idx, tuple) else (idx,)
+    basic = True
+    out = []
+    for i in items:
+        if isinstance(i, Tensor):
+            i = i.numpy()
+        if isinstance(i, list):
+            i = np.asarray(i)
+        if not (i is None or i is Ellipsis or isinstance(i, (slice, int, np.integer))
+                and not isinstance(i, bool)):
+            basic = False
+        out.append(i)
+    return (tuple(out) if isinstance(idx, tuple) else out[0]), basic
 
 
 def tensor(data, requires_grad=False, device=None, dtype=None):
@@ -95,7 +110,9 @@ class Tensor:
     """
     # _ver: [number of in-place changes], one list shared by a tensor and
     # its views, checked by backward (autograd.Node)
-    __slots__ = ("_data", "_rg", "grad", "_node", "_index", "_ver", "__weakref__")
+    # _made_by: (kind, input) on the output of softmax and sigmoid, so that a
+    # probability loss can work from the logits (functional/losses.py)
+    __slots__ = ("_data", "_rg", "grad", "_node", "_index", "_ver", "_made_by", "__weakref__")
     # NumPy defers to our reflected operators (ndarray + Tensor -> Tensor)
     __array_ufunc__ = None
 
@@ -107,6 +124,9 @@ class Tensor:
         self._index = 0
         self._ver = [0]
         self.requires_grad = requires_grad
+
+    # the graph makes gradients with this (autograd knows no Tensor)
+    _from_array = staticmethod(_wrap)
 
     # ------------------------------------------------------------ properties
     @property
@@ -255,17 +275,13 @@ class Tensor:
                 raise TypeError(f"to: only float32 tensors can move to the GPU, got {self.dtype}")
             if not _cuda.is_available():
                 _cuda._require_gpu("Tensor.to")
-            index = int(d[5:]) if d.startswith("cuda:") else _cuda._C_cuda.current_device()
+            GPU = _backend.GPU
+            index = int(d[5:]) if d.startswith("cuda:") else GPU.current_device()
             if not 0 <= index < _cuda.device_count():
                 raise ValueError(f"to: argument 'device' names GPU {index}, but "
                                  f"{_cuda.device_count()} GPU(s) are present")
             data = self._data if isinstance(self._data, np.ndarray) else self._data.numpy()
-            previous = _cuda._C_cuda.current_device()
-            _cuda._C_cuda.set_device(index)
-            try:
-                out = _wrap(_cuda.to_device(data))
-            finally:
-                _cuda._C_cuda.set_device(previous)
+            out = _wrap(GPU.upload(data, index))
         out._rg = self._rg
         return out
 
@@ -341,21 +357,11 @@ class Tensor:
         """Writes value (an array or number broadcast to this shape) into this
         tensor's memory."""
         a = self._data
-        if isinstance(a, np.ndarray):
-            try:
-                np.copyto(a, value, casting="unsafe")
-            except ValueError:
-                raise ValueError(f"{fn}: a value of shape {np.shape(value)} does not fit a tensor "
-                                 f"of shape {a.shape}") from None
-        else:
-            shape = tuple(a.shape)
-            if isinstance(value, numbers.Number):
-                _cuda._C_cuda.fill(a, float(value))
-                value = None
-            elif tuple(value.shape) != shape:
-                value = _backend.GPU.broadcast_to(value, shape)
-            if value is not None:
-                _cuda._C_cuda.assign(a, value)
+        try:
+            _backend.of(a).store(a, value)
+        except ValueError:
+            raise ValueError(f"{fn}: a value of shape {np.shape(value)} does not fit a tensor "
+                             f"of shape {tuple(a.shape)}") from None
         self._ver[0] += 1
 
     def add_(self, other, alpha=1.0):
@@ -363,16 +369,11 @@ class Tensor:
         self._check_inplace("add_")
         o = self._other_array(other, "add_")
         a = self._data
-        if (type(a) is np.ndarray and type(o) is np.ndarray and a.dtype == np.float32
-                and o.dtype == np.float32 and o.shape == a.shape and a.flags.c_contiguous
-                and o.flags.c_contiguous and a.flags.writeable and not np.may_share_memory(a, o)):
-            _C.axpy(float(alpha), o, a)
-            self._ver[0] += 1
-        elif _cuda.is_device_array(o) and tuple(o.shape) == tuple(a.shape):
-            _cuda._C_cuda.axpy(float(alpha), o, a)
+        xp = _backend.of(a)
+        if xp.can_axpy(a, o):  # one fused kernel for arrays of one shape
+            xp.axpy(float(alpha), o, a)
             self._ver[0] += 1
         else:
-            xp = _backend.of(a)
             if isinstance(o, numbers.Number):
                 term = o * alpha
             else:
@@ -416,7 +417,6 @@ class Tensor:
         self._check_inplace("__setitem__")
         if not isinstance(self._data, np.ndarray):
             raise NotImplementedError("__setitem__: not available for GPU tensors yet")
-        from .functional import _index_arrays
         idx, _ = _index_arrays(idx)
         self._data[idx] = self._other_array(value, "__setitem__")
         self._ver[0] += 1

@@ -1,4 +1,4 @@
-"""LSTM and GRU ops with autograd, exported by ``fastnn.functional``:
+"""LSTM and GRU ops with autograd:
 ``F.lstm``, ``F.gru`` over whole sequences and ``F.lstm_cell``,
 ``F.gru_cell`` for one step.
 
@@ -11,11 +11,10 @@ tensors' device; other float dtypes are converted.
 """
 import numpy as np
 
-from . import cuda as _cuda
-from . import kernels as _K
-from .autograd import Node, _mode
-from .functional import _tensor, _xp
-from .tensor import _wrap
+from .. import _checks
+from ._plumbing import CPU, Node, _mode, _tensor, _wrap, _xp
+
+__all__ = ["gru", "gru_cell", "lstm", "lstm_cell"]
 
 _ndarray = np.ndarray
 
@@ -36,17 +35,16 @@ def _run(cell, fn, x, h0, c0, w_x, w_h, b, step=False):
     x is one step (B, I); out is then not among the outputs."""
     tensors = (x, h0, c0, w_x, w_h, b)
     xp = _xp(fn, *tensors)
-    module = _K._C if xp.name == "cpu" else _cuda._C_cuda
     dx, dh0, dc0, dwx, dwh, db = (_array(t) for t in tensors)
     if dx.ndim != (2 if step else 3):
         want = "2-D (batch, features)" if step else "3-D (batch, time, features)"
         raise ValueError(f"{fn}: argument 'x' must be {want}, got shape {tuple(dx.shape)}")
     if step:
         dx = xp.reshape(dx, (dx.shape[0], 1, dx.shape[1]))
-    _K._rnn_check(cell, fn, dx, dh0, dc0, dwx, dwh, db)
+    _checks.rnn_shapes(cell, fn, dx, dh0, dc0, dwx, dwh, db)
     lstm = cell == "lstm"
     needs = _mode.enabled and any(t is not None and t._rg for t in tensors)
-    out, h, c, gates, state = module.rnn_forward(cell, dx, dh0, dc0, dwx, dwh, db, needs)
+    out, h, c, gates, state = xp.rnn_forward(cell, dx, dh0, dc0, dwx, dwh, db, needs)
     results = [h, c] if lstm else [h]
     if not step:
         results.insert(0, out)
@@ -60,11 +58,11 @@ def _run(cell, fn, x, h0, c0, w_x, w_h, b, step=False):
         g_out = None if step else grads.pop(0)
         g_h = grads[0]
         g_c = grads[1] if lstm else None
-        if xp.name == "cpu":
+        if xp is CPU:
             g_out, g_h, g_c = (None if g is None else np.ascontiguousarray(g, dtype=np.float32)
                                for g in (g_out, g_h, g_c))
         need = [t is not None and t._rg for t in (x, h0, c0, w_x, w_h, b)]
-        got = module.rnn_backward(cell, dx, dh0, dc0, dwx, dwh, out, gates, state, g_out, g_h,
+        got = xp.rnn_backward(cell, dx, dh0, dc0, dwx, dwh, out, gates, state, g_out, g_h,
                                   g_c, *need)
         gx = got[0]
         if step and gx is not None:
@@ -92,10 +90,6 @@ def _inputs(fn, x, h, c, w_x, w_h, b):
             _tensor(w_x, fn, "w_x"), _tensor(w_h, fn, "w_h"), _tensor(b, fn, "b"))
 
 
-def _gru_cell_name(reset_after):
-    return "gru_reset_after" if reset_after else "gru"
-
-
 def lstm(x, h0, c0, w_x, w_h, b):
     """An LSTM over the sequence x (batch, time, I) from the states h0, c0
     (batch, H) (None: zeros). Returns (outputs (batch, time, H), (h, c)), the
@@ -112,8 +106,7 @@ def gru(x, h0, w_x, w_h, b, reset_after=False):
     before the recurrent product and b is (3H,); with reset_after it
     multiplies the product (cuDNN's form) and b is (2, 3H) = [input bias,
     recurrent bias]."""
-    cell = _gru_cell_name(reset_after)
-    out, h = _run(cell, "gru", *_inputs("gru", x, h0, None, w_x, w_h, b))
+    out, h = _run(_checks.rnn_cell("gru", reset_after), "gru", *_inputs("gru", x, h0, None, w_x, w_h, b))
     return out, h
 
 
@@ -125,6 +118,6 @@ def lstm_cell(x, h, c, w_x, w_h, b):
 
 def gru_cell(x, h, w_x, w_h, b, reset_after=False):
     """One GRU step: x (batch, I), h (batch, H) -> h'."""
-    (h1,) = _run(_gru_cell_name(reset_after), "gru_cell",
+    (h1,) = _run(_checks.rnn_cell("gru", reset_after), "gru_cell",
                  *_inputs("gru_cell", x, h, None, w_x, w_h, b), step=True)
     return h1

@@ -1,0 +1,139 @@
+"""Elementwise ops and activations: exp, log, sqrt, abs, clip, relu,
+sigmoid, tanh, softmax, log_softmax, dropout.
+
+softmax (over the last axis) and sigmoid mark their output with the input
+they were computed from (the tensor's ``_made_by`` slot), so that a
+probability loss on it can be computed from the logits (losses.py)."""
+import numpy as np
+
+from .. import _checks, _random
+from ._plumbing import CPU, _axes, _mode, _record, _tensor, _wrap, _xp
+
+__all__ = ["abs", "clip", "dropout", "exp", "log", "log_softmax", "relu", "sigmoid", "softmax",
+           "sqrt", "tanh"]
+
+
+def _made_by(out, kind, x):
+    """out, marked as computed from x by `kind` ("softmax" or "sigmoid")."""
+    out._made_by = (kind, x)
+    return out
+
+
+def made_from(p, kind):
+    """The tensor that p was computed from by `kind`, or None."""
+    made = getattr(p, "_made_by", None)
+    return made[1] if made is not None and made[0] == kind else None
+
+
+def _unary_input(x, fn):
+    x = _tensor(x, fn)
+    xp = _xp(fn, x)
+    d = x._data
+    if d.dtype.kind != "f":
+        d = d.astype(np.float32)
+    return x, d, xp
+
+
+def clip(x, min=None, max=None):
+    """x limited to [min, max]; the gradient passes where min <= x <= max."""
+    x, d, xp = _unary_input(x, "clip")
+    if min is None and max is None:
+        raise ValueError("clip: at least one of 'min' and 'max' must be given")
+    out = xp.clip(d, min, max)
+    if not (_mode.enabled and x._rg):
+        return _wrap(out)
+    # inside the bounds (ends included) clipping changed nothing
+    return _record(out, (x,), lambda g: (xp.mul(g, xp.eq(out, d)),), "ClipBackward")
+
+
+def _elementwise(name, forward, backward, doc):
+    """An elementwise op: forward(xp, x) -> y, backward(xp, g, x, y) -> dx."""
+    label = name.capitalize() + "Backward"
+
+    def op(x):
+        x, d, xp = _unary_input(x, name)
+        out = forward(xp, d)
+        if not (_mode.enabled and x._rg):
+            return _wrap(out)
+        return _record(out, (x,), lambda g: (backward(xp, g, d, out),), label)
+    op.__name__ = name
+    op.__doc__ = doc
+    return op
+
+
+def _activation(name, doc):
+    """An activation on the kernels, its backward written through the output."""
+    op = _elementwise(name, lambda xp, x: xp.activation(name, x),
+                      lambda xp, g, x, y: xp.activation_backward(name, y, g), doc)
+    if name != "sigmoid":
+        return op
+
+    def sigmoid(x):
+        x = _tensor(x, name)
+        return _made_by(op(x), "sigmoid", x)  # for binary_cross_entropy
+    sigmoid.__doc__ = doc
+    return sigmoid
+
+
+exp = _elementwise("exp", lambda xp, x: xp.exp(x), lambda xp, g, x, y: xp.mul(g, y), "e ** x.")
+log = _elementwise("log", lambda xp, x: xp.log(x), lambda xp, g, x, y: xp.div(g, x),
+                   "Natural logarithm.")
+sqrt = _elementwise("sqrt", lambda xp, x: xp.sqrt(x),
+                    lambda xp, g, x, y: xp.div(xp.mul(g, 0.5), y), "Square root.")
+abs = _elementwise("abs", lambda xp, x: xp.abs(x),
+                   lambda xp, g, x, y: xp.mul(g, xp.sign(x)), "|x| (gradient sign(x), 0 at 0).")
+relu = _activation("relu", "max(x, 0).")
+sigmoid = _activation("sigmoid", "1 / (1 + exp(-x)).")
+tanh = _activation("tanh", "Hyperbolic tangent.")
+
+
+def _row_op(name, doc):
+    """softmax or log_softmax along an axis: the row kernel over the last
+    axis, the axis moved there (and back) when it is another."""
+    label = name.replace("_", " ").title().replace(" ", "") + "Backward"
+
+    def op(x, axis=-1):
+        x, d, xp = _unary_input(x, name)
+        if d.ndim == 0:
+            raise ValueError(f"{name}: argument 'x' must have at least 1 dimension, got a scalar")
+        ax = _axes(axis, d.ndim, name)[0]
+        last = ax == d.ndim - 1
+        m = d if last and (xp is not CPU or d.flags.c_contiguous) else xp.move_last(d, ax)
+        y = xp.rows(name, m)
+        out = y if last else xp.move_back(y, ax)
+        noted = last and name == "softmax"  # for the categorical cross-entropies
+        if not (_mode.enabled and x._rg):
+            return _made_by(_wrap(out), name, x) if noted else _wrap(out)
+
+        def backward(g):
+            gm = xp.move_last(g, ax) if not last or (xp is CPU and not g.flags.c_contiguous) else g
+            gx = xp.rows_backward(name, y, gm)
+            return (gx if last else xp.move_back(gx, ax),)
+        result = _record(out, (x,), backward, label)
+        return _made_by(result, name, x) if noted else result
+    op.__name__ = name
+    op.__doc__ = doc
+    return op
+
+
+softmax = _row_op("softmax", "exp(x) / sum(exp(x)) along ``axis`` (default the last).")
+log_softmax = _row_op("log_softmax", "log(softmax(x)) along ``axis``, computed stably.")
+
+
+def dropout(x, rate, training=True):
+    """Zeroes each element with probability ``rate`` and scales the others by
+    1 / (1 - rate) while training; the identity otherwise. The mask comes from
+    fastnn.manual_seed's stream and does not depend on the thread count (nor
+    on the device)."""
+    rate = _checks.number(rate, "rate", "dropout", 0.0, 1.0, high_open=True)
+    if np.float32(rate) >= 1:  # the kernels take it as float32
+        raise ValueError(f"dropout: argument 'rate' must be in [0, 1) as a float32, got {rate!r}")
+    x = _tensor(x, "dropout")
+    if not training or rate == 0:
+        return x
+    x, d, xp = _unary_input(x, "dropout")
+    key = _random.next_key()
+    out = xp.dropout(d, rate, key)
+    if not (_mode.enabled and x._rg):
+        return _wrap(out)
+    return _record(out, (x,), lambda g: (xp.dropout(g, rate, key),), "DropoutBackward")

@@ -1,0 +1,78 @@
+"""Convolution and pooling of NHWC images."""
+import numpy as np
+
+from .. import _checks
+from ._plumbing import CPU, _mode, _ndarray, _record, _tensor, _wrap, _xp
+
+__all__ = ["avg_pool2d", "conv2d", "max_pool2d"]
+
+
+def _image_input(x, fn, name="x"):
+    """x as a tensor, its array as the kernels take it (C-contiguous float32
+    on the CPU) and the array namespace of its device; 'x' must be 4-D."""
+    x = _tensor(x, fn, name)
+    d = x._data
+    if type(d) is _ndarray and (d.dtype != np.float32 or not d.flags.c_contiguous):
+        d = np.ascontiguousarray(d, dtype=np.float32)
+    if name == "x" and d.ndim != 4:
+        raise ValueError(f"{fn}: argument 'x' must be 4-D (N, H, W, C), got shape "
+                         f"{tuple(d.shape)}")
+    return x, d
+
+
+def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None):
+    """2-D convolution of NHWC images with an HWIO kernel (Keras's layouts):
+    (N, H, W, C) * (KH, KW, C, F) -> (N, OH, OW, F), plus b (F,).
+    padding: "valid", "same" (Keras's rule: output = ceil(input / stride)) or
+    an int / (ph, pw); stride and dilation: an int or (sh, sw).
+    activation="relu" fuses the ReLU into the kernel. Computes in float32."""
+    relu = _checks.fused_relu(activation, "conv2d")
+    x, dx = _image_input(x, "conv2d")
+    w, dw = _image_input(w, "conv2d", "w")
+    b, db = _image_input(b, "conv2d", "b") if b is not None else (None, None)
+    xp = _xp("conv2d", x, w, b)
+    window = _checks.conv_window(stride, padding, dilation, "conv2d")
+    out = xp.conv2d(dx, dw, db, *window, relu)
+    if not (_mode.enabled and (x._rg or w._rg or (b is not None and b._rg))):
+        return _wrap(out)
+
+    def backward(g):
+        if xp is CPU:
+            g = np.ascontiguousarray(g, dtype=np.float32)
+        if relu:
+            g = xp.activation_backward("relu", out, g)
+        gx, gw, gb = xp.conv2d_backward(dx, dw, g, *window, x._rg, w._rg,
+                                        b is not None and b._rg)
+        return (gx, gw) if b is None else (gx, gw, gb)
+    return _record(out, (x, w) if b is None else (x, w, b), backward, "Conv2dBackward")
+
+
+def _pool(name, doc):
+    label = "".join(p.capitalize() for p in name.split("_")) + "Backward"
+
+    def op(x, pool_size=2, strides=None, padding="valid"):
+        x, d = _image_input(x, name)
+        xp = _xp(name, x)
+        window = _checks.pool_window(pool_size, strides, padding, name)
+        forward, backward_kernel = getattr(xp, name), getattr(xp, name + "_backward")
+        out = forward(d, *window)
+        if not (_mode.enabled and x._rg):
+            return _wrap(out)
+
+        def backward(g):
+            if xp is CPU:
+                g = np.ascontiguousarray(g, dtype=np.float32)
+            return (backward_kernel(d, g, *window),)
+        return _record(out, (x,), backward, label)
+    op.__name__ = name
+    op.__doc__ = doc
+    return op
+
+
+max_pool2d = _pool("max_pool2d",
+                   "The maximum over each window of NHWC images (strides default to the "
+                   "pool size; padding 'valid' or 'same'); the gradient goes to each window's "
+                   "first maximum.")
+avg_pool2d = _pool("avg_pool2d",
+                   "The mean over each window of NHWC images, counting only the real "
+                   "(unpadded) cells, as Keras.")
