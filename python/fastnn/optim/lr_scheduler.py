@@ -18,23 +18,18 @@ are chainable: each step scales the current rate, so a change made to
 import math
 import numbers
 
-from . import Optimizer
+from .. import _checks
+from .optimizer import Optimizer
 
 __all__ = ["CosineAnnealingLR", "ExponentialLR", "LRScheduler", "ReduceLROnPlateau", "StepLR"]
 
 
 def _number(value, name, fn):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
-        raise TypeError(f"{fn}: argument '{name}' must be a number, got {value!r}")
-    return float(value)
+    return _checks.number(value, name, fn)
 
 
 def _positive_int(value, name, fn):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{fn}: argument '{name}' must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{fn}: argument '{name}' must be >= 1, got {value}")
-    return int(value)
+    return _checks.integer(value, name, fn, low=1)
 
 
 def _optimizer(optimizer, fn):
