@@ -444,6 +444,24 @@ def test_cell_ops_match_one_step_of_the_sequence_ops(cell):
             assert_same_bits(t.grad.numpy(), s.grad.numpy(), f"{cell} cell d{name}")
 
 
+def test_bidirectional_on_the_gpu_path_matches_the_cpu(fake_gpu):
+    """The backward copy's time flip and the concatenation run on the device."""
+    x = np.random.default_rng(5).normal(size=(2, 6, 3)).astype(np.float32)
+    results = []
+    for device in ("cpu", "cuda"):
+        fastnn.manual_seed(7)
+        bi = nn.Bidirectional(nn.LSTM(4, return_sequences=True))
+        bi(x[:1])  # builds the weights on the host
+        bi.to(device)
+        xt = fastnn.tensor(x, requires_grad=True, device=device)
+        y = bi(xt)
+        (y * y).sum().backward()
+        assert y.device == device
+        results.append((y.numpy(), xt.grad.numpy(), bi.forward_layer.kernel.grad.numpy()))
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_ops_record_nothing_without_grad():
     a = make_inputs("lstm", Case(2, 3, 4, 5))
     ts = tensors(a, INPUT_KEYS, requires_grad=False)

@@ -204,6 +204,19 @@ class CPU:
         return a.base is None and a.flags.writeable and a.flags.c_contiguous
 
     @staticmethod
+    def concatenate(arrays, axis):
+        return np.concatenate(arrays, axis=axis)
+
+    @staticmethod
+    def take(a, axis, start, stop):
+        """a[..., start:stop, ...] along axis (a view)."""
+        return a[(slice(None),) * axis + (slice(start, stop),)]
+
+    @staticmethod
+    def flip(a, axis):
+        return np.flip(a, axis)
+
+    @staticmethod
     def store(a, value):
         """Writes value (an array or number broadcast to a's shape) into a."""
         np.copyto(a, value, casting="unsafe")
@@ -397,6 +410,30 @@ class GPU:
     def is_owned(a):
         return False  # gradients on the GPU are always copied once into .grad
 
+    # No indexing kernels on the GPU yet: reversing, joining and slicing
+    # along an axis are products with 0/1 matrices (exact: one 1 per column)
+    @staticmethod
+    def concatenate(arrays, axis):
+        last = arrays[0].ndim - 1
+        parts = [GPU.move_last(a, axis) if axis != last else a for a in arrays]
+        widths = [p.shape[-1] for p in parts]
+        place = np.eye(sum(widths), dtype=_f32)
+        out, start = None, 0
+        for p, n in zip(parts, widths):
+            term = _along_last(p, place[start:start + n])
+            out = term if out is None else _cc().binary("add", out, term)
+            start += n
+        return out if axis == last else GPU.move_back(out, axis)
+
+    @staticmethod
+    def take(a, axis, start, stop):
+        select = np.eye(a.shape[axis], dtype=_f32)[:, start:stop]
+        return _on_axis(a, axis, select)
+
+    @staticmethod
+    def flip(a, axis):
+        return _on_axis(a, axis, np.eye(a.shape[axis], dtype=_f32)[::-1])
+
     @staticmethod
     def store(a, value):
         if isinstance(value, (int, float)):
@@ -451,6 +488,21 @@ class GPU:
     @staticmethod
     def current_device():
         return _cc().current_device()
+
+
+def _along_last(a, matrix):
+    """a (..., n) times the host matrix (n, m): (..., m), on the GPU."""
+    rows = _cc().reshape(a, (-1, a.shape[-1])) if a.ndim != 2 else a
+    m = _cuda.DeviceArray.from_numpy(np.ascontiguousarray(matrix))
+    out = _cc().gemm(rows, m, False, False, 1.0, 0.0, None)
+    return _cc().reshape(out, tuple(a.shape[:-1]) + (matrix.shape[1],))
+
+
+def _on_axis(a, axis, matrix):
+    """a with ``axis`` mapped by the host matrix (n, m), on the GPU."""
+    if axis == a.ndim - 1:
+        return _along_last(a, matrix)
+    return GPU.move_back(_along_last(GPU.move_last(a, axis), matrix), axis)
 
 
 # kernels that take the same arguments on both devices: conv and pooling

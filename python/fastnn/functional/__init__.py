@@ -26,12 +26,12 @@ from .losses import (EPSILON, binary_cross_entropy, categorical_crossentropy, cr
                      mse_loss, sparse_categorical_crossentropy)
 from .reductions import argmax, max, mean, min, sum
 from .rnn import gru, gru_cell, lstm, lstm_cell
-from .shapes import concatenate, getitem, permute, reshape, stack, transpose
+from .shapes import concatenate, flip, getitem, permute, reshape, stack, transpose
 
 __all__ = [
     "abs", "add", "argmax", "avg_pool2d", "binary_cross_entropy", "categorical_crossentropy",
     "clip", "concatenate", "conv2d", "cross_entropy", "div",
-    "dropout", "exp", "gru", "gru_cell", "linear", "log", "log_softmax", "lstm", "lstm_cell",
+    "dropout", "exp", "flip", "gru", "gru_cell", "linear", "log", "log_softmax", "lstm", "lstm_cell",
     "matmul", "max", "max_pool2d", "mean", "min", "mse_loss", "mul", "neg",
     "permute", "pow", "relu", "reshape", "sigmoid", "softmax", "sqrt", "stack", "sub", "sum",
     "sparse_categorical_crossentropy", "tanh", "transpose",

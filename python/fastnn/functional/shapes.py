@@ -4,7 +4,7 @@ import numpy as np
 from ..tensor import _index_arrays
 from ._plumbing import Tensor, _axes, _cpu_only, _mode, _ndarray, _record, _tensor, _wrap, _xp
 
-__all__ = ["concatenate", "getitem", "permute", "reshape", "stack", "transpose"]
+__all__ = ["concatenate", "flip", "getitem", "permute", "reshape", "stack", "transpose"]
 
 
 def reshape(x, *shape):
@@ -90,43 +90,56 @@ def getitem(x, idx):
 
 
 def _sequence(tensors, fn):
+    """The tensors of a list or tuple, and the namespace of their device."""
     if isinstance(tensors, Tensor) or not isinstance(tensors, (list, tuple)):
         raise TypeError(f"{fn}: argument 'tensors' must be a list or tuple of tensors, got "
                         f"{type(tensors).__name__}")
     if not tensors:
         raise ValueError(f"{fn}: argument 'tensors' must not be empty")
     ts = [_tensor(t, fn, "tensors") for t in tensors]
-    _cpu_only(fn, *ts)
-    return ts
+    return ts, _xp(fn, *ts)
 
 
 def concatenate(tensors, axis=0):
     """The tensors joined along an existing axis."""
-    ts = _sequence(tensors, "concatenate")
+    ts, xp = _sequence(tensors, "concatenate")
     datas = [t._data for t in ts]
     nd = datas[0].ndim
     if nd == 0:
         raise ValueError("concatenate: 0-d tensors cannot be concatenated")
     ax = _axes(axis, nd, "concatenate")[0]
-    try:
-        out = np.concatenate(datas, axis=ax)
-    except ValueError:
-        raise ValueError(f"concatenate: shapes {[x.shape for x in datas]} differ outside axis "
-                         f"{axis}") from None
+    shapes = [tuple(d.shape) for d in datas]
+    if any(len(s) != nd or s[:ax] + s[ax + 1:] != shapes[0][:ax] + shapes[0][ax + 1:]
+           for s in shapes):
+        raise ValueError(f"concatenate: shapes {shapes} differ outside axis {axis}")
+    out = xp.concatenate(datas, ax)
     if not (_mode.enabled and any(t._rg for t in ts)):
         return _wrap(out)
-    bounds = np.cumsum([0] + [x.shape[ax] for x in datas])
-    lead = (slice(None),) * ax
+    bounds = np.cumsum([0] + [s[ax] for s in shapes])
 
     def backward(g):
-        return tuple(g[lead + (slice(bounds[i], bounds[i + 1]),)] if ts[i]._rg else None
+        return tuple(xp.take(g, ax, bounds[i], bounds[i + 1]) if ts[i]._rg else None
                      for i in range(len(ts)))
     return _record(out, tuple(ts), backward, "ConcatenateBackward")
 
 
+def flip(x, axis):
+    """x with the order of its elements along ``axis`` reversed (a view on
+    the CPU)."""
+    x = _tensor(x, "flip")
+    xp = _xp("flip", x)
+    d = x._data
+    ax = _axes(axis, d.ndim, "flip")[0]
+    out = xp.flip(d, ax)
+    if not (_mode.enabled and x._rg):
+        return _wrap(out)
+    return _record(out, (x,), lambda g: (xp.flip(g, ax),), "FlipBackward")
+
+
 def stack(tensors, axis=0):
     """The tensors (all of one shape) joined along a new axis."""
-    ts = _sequence(tensors, "stack")
+    ts, xp = _sequence(tensors, "stack")
+    _cpu_only("stack", *ts)
     datas = [t._data for t in ts]
     if len({x.shape for x in datas}) != 1:
         raise ValueError(f"stack: all tensors must have the same shape, got "

@@ -1,0 +1,39 @@
+"""Activations by name, for ``activation=`` and ``Activation``: one table
+entry per name over its op in ``fastnn.functional``."""
+from .. import functional as F
+
+
+def _linear(x):
+    return x
+
+
+_ACTIVATIONS = {
+    "relu": F.relu,
+    "sigmoid": F.sigmoid,
+    "tanh": F.tanh,
+    "softmax": lambda x: F.softmax(x, axis=-1),
+    "linear": _linear,
+}
+
+
+def get_activation(activation):
+    """The function for an activation name ("relu", "sigmoid", "tanh",
+    "softmax", "linear"; None is "linear") or the callable itself."""
+    if activation is None:
+        return _linear
+    if isinstance(activation, str):
+        fn = _ACTIVATIONS.get(activation.lower())
+        if fn is None:
+            raise ValueError(f"activation: unknown name {activation!r}; valid names are "
+                             f"{sorted(_ACTIVATIONS)}")
+        return fn
+    if callable(activation):
+        return activation
+    raise TypeError(f"activation: argument must be a name or a callable, got "
+                    f"{type(activation).__name__}")
+
+
+def _activation_name(activation):
+    if activation is None or isinstance(activation, str):
+        return activation
+    return getattr(activation, "__name__", repr(activation))
