@@ -9,11 +9,14 @@ optimizer's parameter groups, as in PyTorch (``optimizer.param_groups[i]["lr"]``
 import csv
 import math
 import os
+import sys
+import time
 
 import numpy as np
 
 __all__ = ["Callback", "CSVLogger", "EarlyStopping", "History", "LearningRateScheduler",
-           "ModelCheckpoint", "ReduceLROnPlateau", "TerminateOnNaN"]
+           "ModelCheckpoint", "ProgbarLogger", "ReduceLROnPlateau", "TerminateOnNaN",
+           "configure"]
 
 
 class Callback:
@@ -58,6 +61,76 @@ class CallbackList:
             for cb in self.callbacks:
                 getattr(cb, hook)(*args)
         return call
+
+
+def configure(callbacks, model, epochs, steps, verbose):
+    """The CallbackList of one ``fit``: a ProgbarLogger first (unless one is
+    given), so that it prints the logs before other callbacks add to them;
+    the given callbacks; History last, as in Keras, so that it records what
+    the others add. Returns (CallbackList, History)."""
+    callbacks = list(callbacks or [])
+    history = History()
+    progress = [] if any(isinstance(cb, ProgbarLogger) for cb in callbacks) else [ProgbarLogger()]
+    params = {"epochs": epochs, "steps": steps, "verbose": verbose}
+    return CallbackList(progress + callbacks + [history], model=model, params=params), history
+
+
+class ProgbarLogger(Callback):
+    """Prints training progress, as ``fit``'s ``verbose`` asks (Keras's
+    ProgbarLogger): 1, a tqdm bar per epoch on a terminal and one line per
+    epoch when the output is not a terminal; 2, one line per epoch; 0,
+    nothing. Each line gives the epoch's time, samples per second and logs.
+    ``fit`` adds one unless its callbacks hold one."""
+
+    def on_train_begin(self, logs=None):
+        self.verbose = int(self.params.get("verbose", 1))
+        self.live = self.verbose == 1 and sys.stdout.isatty()
+        self.bar = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+        self.samples = 0
+        self.epoch = epoch
+        if self.live:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=self.params.get("steps"),
+                            desc=f"Epoch {epoch + 1}/{self.params.get('epochs')}", unit="step",
+                            leave=True, dynamic_ncols=True, file=sys.stdout)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.samples += (logs or {}).get("size", 0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.bar is not None:
+            self.bar.update(1)
+            step = batch + 1
+            if step % 10 == 0 or step == self.params.get("steps"):
+                self.bar.set_postfix_str(self._summary(logs), refresh=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.bar is not None:
+            self.bar.set_postfix_str(self._summary(logs))
+            self.bar.close()
+            self.bar = None
+        elif self.verbose:
+            elapsed = time.perf_counter() - self.start
+            print(f"Epoch {epoch + 1}/{self.params.get('epochs')} - {elapsed:.1f}s - "
+                  f"{self._rate():,.0f} img/s - {_format_logs(logs)}", flush=True)
+
+    def on_train_end(self, logs=None):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def _rate(self):
+        return self.samples / max(time.perf_counter() - self.start, 1e-9)
+
+    def _summary(self, logs):
+        return _format_logs(logs) + f" - {self._rate():,.0f} img/s"
+
+
+def _format_logs(logs):
+    return " - ".join(f"{k}: {v:.4f}" for k, v in (logs or {}).items())
 
 
 class History(Callback):

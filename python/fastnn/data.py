@@ -17,7 +17,7 @@ import numbers
 
 import numpy as np
 
-from . import _C
+from ._backend import CPU as _CPU
 from . import _random
 
 __all__ = ["DataLoader", "ImageDataGenerator", "NumpyArrayIterator"]
@@ -209,7 +209,7 @@ class ImageDataGenerator:
         else:
             scale, shift = np.ones(channels, np.float32), np.zeros(channels, np.float32)
         matrix = _matrices(params, h, w)
-        return _C.affine_warp(x, index, matrix, scale, shift, self.fill_mode, self.cval)
+        return _CPU.affine_warp(x, index, matrix, scale, shift, self.fill_mode, self.cval)
 
     def _affine_standardization(self, channels, fn):
         """(scale, shift) float32 (C,) such that standardize(v) = v * scale + shift."""

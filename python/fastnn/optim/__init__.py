@@ -199,23 +199,32 @@ def get(identifier, params=None):
       options on a model whose weights exist only after its first call;
     - an Optimizer instance, returned as it is (``params`` is then ignored).
 
+    Without ``params``, a name, class or callable gives the factory
+    ``params -> optimizer`` (checked now, used once the weights exist).
     Raises ValueError for an unknown name, TypeError for anything else."""
     if isinstance(identifier, Optimizer):
         return identifier
+    make = _factory(identifier)
+    return make if params is None else make(params)
+
+
+def _factory(identifier):
     if isinstance(identifier, str):
         cls = _BY_NAME.get(identifier.lower())
         if cls is None:
             raise ValueError(f"optim.get: unknown optimizer {identifier!r}; valid names are "
                              f"{sorted(_BY_NAME)}")
-        return cls(params)
+        return cls
     if isinstance(identifier, type) and issubclass(identifier, Optimizer):
-        return identifier(params)
+        return identifier
     if callable(identifier):
-        opt = identifier(params)
-        if not isinstance(opt, Optimizer):
-            raise TypeError(f"optim.get: the callable returned a {type(opt).__name__}, not an "
-                            "Optimizer")
-        return opt
+        def make(params):
+            opt = identifier(params)
+            if not isinstance(opt, Optimizer):
+                raise TypeError(f"optim.get: the callable returned a {type(opt).__name__}, not "
+                                "an Optimizer")
+            return opt
+        return make
     raise TypeError(f"optim.get: argument 'identifier' must be an optimizer name, class, "
                     f"instance or factory, got {type(identifier).__name__}")
 
