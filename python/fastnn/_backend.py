@@ -204,6 +204,24 @@ class CPU:
         return a.base is None and a.flags.writeable and a.flags.c_contiguous
 
     @staticmethod
+    def kernel_input(a):
+        """a as the kernels take it: float32, C-contiguous."""
+        if a.dtype != _f32 or not a.flags.c_contiguous:
+            return np.ascontiguousarray(a, dtype=_f32)
+        return a
+
+    @staticmethod
+    def is_contiguous(a):
+        return a.flags.c_contiguous
+
+    @staticmethod
+    def from_host(a):
+        """The host array a on this device."""
+        return a
+
+    log1p = np.log1p
+
+    @staticmethod
     def concatenate(arrays, axis):
         return np.concatenate(arrays, axis=axis)
 
@@ -409,6 +427,22 @@ class GPU:
     @staticmethod
     def is_owned(a):
         return False  # gradients on the GPU are always copied once into .grad
+
+    @staticmethod
+    def kernel_input(a):
+        return a  # DeviceArrays are float32 and C-contiguous
+
+    @staticmethod
+    def is_contiguous(a):
+        return True
+
+    @staticmethod
+    def from_host(a):
+        return _cuda.to_device(a)
+
+    @staticmethod
+    def log1p(a):
+        return _cc().unary("log", _cc().scalar("add", a, 1.0))
 
     # No indexing kernels on the GPU yet: reversing, joining and slicing
     # along an axis are products with 0/1 matrices (exact: one 1 per column)

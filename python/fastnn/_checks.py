@@ -39,16 +39,20 @@ def real(x, name, fn):
     return float(x)
 
 
-def number(x, name, fn, low=-math.inf, high=math.inf, *, low_open=False, high_open=False):
+def number(x, name, fn, low=-math.inf, high=math.inf, *, low_open=False, high_open=False,
+           finite=False):
     """x as a float in the interval from low to high (ends included unless
-    open): TypeError for a non-number, ValueError for NaN or a value outside."""
+    open), and finite if asked: TypeError for a non-number, ValueError for
+    NaN or a value outside."""
     if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
         raise TypeError(f"{fn}: argument '{name}' must be a number, got {type(x).__name__}")
     v = float(x)
     inside = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
-    if not inside:
-        raise ValueError(f"{fn}: argument '{name}' must be {_interval(low, high, low_open, high_open)}"
-                         f", got {x!r}")
+    if not inside or (finite and not math.isfinite(v)):
+        want = _interval(low, high, low_open, high_open)
+        if finite:
+            want = "a finite number" + ("" if want == "a number" else " " + want)
+        raise ValueError(f"{fn}: argument '{name}' must be {want}, got {x!r}")
     return v
 
 

@@ -12,11 +12,11 @@ Randomness: with ``seed`` the batches, their order and their transforms are
 the same on every run; without it the seed is drawn from fastnn's generator,
 so ``fastnn.manual_seed`` makes them repeatable too.
 """
-import math
 import numbers
 
 import numpy as np
 
+from . import _checks
 from ._backend import CPU as _CPU
 from . import _random
 
@@ -65,10 +65,10 @@ class ImageDataGenerator:
         self.height_shift_range = _shift_range(height_shift_range, "height_shift_range", fn)
         self.shear_range = _nonnegative(shear_range, "shear_range", fn)
         self.zoom_range = _zoom_range(zoom_range, fn)
-        self.horizontal_flip = _flag(horizontal_flip, "horizontal_flip", fn)
-        self.vertical_flip = _flag(vertical_flip, "vertical_flip", fn)
-        self.featurewise_center = _flag(featurewise_center, "featurewise_center", fn)
-        self.featurewise_std_normalization = _flag(
+        self.horizontal_flip = _checks.flag(horizontal_flip, "horizontal_flip", fn)
+        self.vertical_flip = _checks.flag(vertical_flip, "vertical_flip", fn)
+        self.featurewise_center = _checks.flag(featurewise_center, "featurewise_center", fn)
+        self.featurewise_std_normalization = _checks.flag(
             featurewise_std_normalization, "featurewise_std_normalization", fn)
         if not isinstance(fill_mode, str) or fill_mode not in FILL_MODES:
             raise ValueError(f"{fn}: argument 'fill_mode' must be one of {FILL_MODES}, got "
@@ -241,7 +241,7 @@ class NumpyArrayIterator:
         self.x = _images(x, "x", fn)
         self.y = _targets(y, len(self.x), fn)
         self.image_data_generator = image_data_generator
-        self.batch_size = _batch_size(batch_size, fn)
+        self.batch_size = _checks.integer(batch_size, "batch_size", fn, low=1)
         self.shuffle = bool(shuffle)
         self.seed = _seed(seed, fn)
         self.n = len(self.x)
@@ -313,7 +313,7 @@ class DataLoader:
         fn = "DataLoader"
         self.x = _rows(x, "x", fn)
         self.y = _targets(y, len(self.x), fn)
-        self.batch_size = _batch_size(batch_size, fn)
+        self.batch_size = _checks.integer(batch_size, "batch_size", fn, low=1)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.seed = _seed(seed, fn)
@@ -388,25 +388,11 @@ def _draw_shift(rng, spec, n, size):
 # ---------------------------------------------------------------- argument checks
 
 def _real(v, name, fn):
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{fn}: argument '{name}' must be a real number, got {type(v).__name__}")
-    v = float(v)
-    if not math.isfinite(v):
-        raise ValueError(f"{fn}: argument '{name}' must be finite, got {v}")
-    return v
+    return _checks.number(v, name, fn, finite=True)
 
 
 def _nonnegative(v, name, fn):
-    v = _real(v, name, fn)
-    if not 0 <= v <= _MAX_RANGE:
-        raise ValueError(f"{fn}: argument '{name}' must be in [0, {_MAX_RANGE:g}], got {v}")
-    return v
-
-
-def _flag(v, name, fn):
-    if not isinstance(v, (bool, np.bool_)):
-        raise TypeError(f"{fn}: argument '{name}' must be a bool, got {type(v).__name__}")
-    return bool(v)
+    return _checks.number(v, name, fn, 0.0, _MAX_RANGE)
 
 
 def _shift_range(v, name, fn):
@@ -454,14 +440,6 @@ def _seed(seed, fn):
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"{fn}: argument 'seed' must be an int or None, got {type(seed).__name__}")
     return int(seed) % 2**64
-
-
-def _batch_size(bs, fn):
-    if isinstance(bs, bool) or not isinstance(bs, numbers.Integral):
-        raise TypeError(f"{fn}: argument 'batch_size' must be an int, got {type(bs).__name__}")
-    if bs < 1:
-        raise ValueError(f"{fn}: argument 'batch_size' must be >= 1, got {bs}")
-    return int(bs)
 
 
 def _as_real_array(x, name, fn):

@@ -12,11 +12,10 @@ The penalties are ``l1 * sum(|w|)`` and ``l2 * sum(w ** 2)`` (no factor
 ``l1_l2`` are the classes themselves, as in Keras 3 (L1(l1=0.01),
 L2(l2=0.01), L1L2(l1=0.0, l2=0.0)).
 """
-import math
-import numbers
 
 import numpy as np
 
+from . import _checks
 from . import functional as F
 from .tensor import Tensor, tensor
 
@@ -24,12 +23,7 @@ __all__ = ["L1", "L1L2", "L2", "Regularizer", "get", "l1", "l1_l2", "l2"]
 
 
 def _factor(value, name, fn):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{fn}: argument '{name}' must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{fn}: argument '{name}' must be a finite number >= 0, got {value}")
-    return value
+    return _checks.number(value, name, fn, 0.0, finite=True)
 
 
 class Regularizer:

@@ -7,7 +7,7 @@ probability loss on it can be computed from the logits (losses.py)."""
 import numpy as np
 
 from .. import _checks, _random
-from ._plumbing import CPU, _axes, _mode, _record, _tensor, _wrap, _xp
+from ._plumbing import _axes, _mode, _record, _tensor, _wrap, _xp
 
 __all__ = ["abs", "clip", "dropout", "exp", "log", "log_softmax", "relu", "sigmoid", "softmax",
            "sqrt", "tanh"]
@@ -98,7 +98,7 @@ def _row_op(name, doc):
             raise ValueError(f"{name}: argument 'x' must have at least 1 dimension, got a scalar")
         ax = _axes(axis, d.ndim, name)[0]
         last = ax == d.ndim - 1
-        m = d if last and (xp is not CPU or d.flags.c_contiguous) else xp.move_last(d, ax)
+        m = d if last and xp.is_contiguous(d) else xp.move_last(d, ax)
         y = xp.rows(name, m)
         out = y if last else xp.move_back(y, ax)
         noted = last and name == "softmax"  # for the categorical cross-entropies
@@ -106,7 +106,7 @@ def _row_op(name, doc):
             return _made_by(_wrap(out), name, x) if noted else _wrap(out)
 
         def backward(g):
-            gm = xp.move_last(g, ax) if not last or (xp is CPU and not g.flags.c_contiguous) else g
+            gm = g if last and xp.is_contiguous(g) else xp.move_last(g, ax)
             gx = xp.rows_backward(name, y, gm)
             return (gx if last else xp.move_back(gx, ax),)
         result = _record(out, (x,), backward, label)

@@ -1,19 +1,14 @@
 """Convolution and pooling of NHWC images."""
-import numpy as np
-
 from .. import _checks
-from ._plumbing import CPU, _mode, _ndarray, _record, _tensor, _wrap, _xp
+from ._plumbing import _mode, _record, _tensor, _wrap, _xp
 
 __all__ = ["avg_pool2d", "conv2d", "max_pool2d"]
 
 
 def _image_input(x, fn, name="x"):
-    """x as a tensor, its array as the kernels take it (C-contiguous float32
-    on the CPU) and the array namespace of its device; 'x' must be 4-D."""
+    """x as a tensor and its array as the kernels take it; 'x' must be 4-D."""
     x = _tensor(x, fn, name)
-    d = x._data
-    if type(d) is _ndarray and (d.dtype != np.float32 or not d.flags.c_contiguous):
-        d = np.ascontiguousarray(d, dtype=np.float32)
+    d = _xp(fn, x).kernel_input(x._data)
     if name == "x" and d.ndim != 4:
         raise ValueError(f"{fn}: argument 'x' must be 4-D (N, H, W, C), got shape "
                          f"{tuple(d.shape)}")
@@ -37,8 +32,7 @@ def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None)
         return _wrap(out)
 
     def backward(g):
-        if xp is CPU:
-            g = np.ascontiguousarray(g, dtype=np.float32)
+        g = xp.kernel_input(g)
         if relu:
             g = xp.activation_backward("relu", out, g)
         gx, gw, gb = xp.conv2d_backward(dx, dw, g, *window, x._rg, w._rg,
@@ -60,9 +54,7 @@ def _pool(name, doc):
             return _wrap(out)
 
         def backward(g):
-            if xp is CPU:
-                g = np.ascontiguousarray(g, dtype=np.float32)
-            return (backward_kernel(d, g, *window),)
+            return (backward_kernel(d, xp.kernel_input(g), *window),)
         return _record(out, (x,), backward, label)
     op.__name__ = name
     op.__doc__ = doc

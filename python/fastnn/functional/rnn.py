@@ -9,24 +9,15 @@ node has several outputs (the outputs of every step and the final states),
 and any subset of them may feed the loss. Computation is float32 on the
 tensors' device; other float dtypes are converted.
 """
-import numpy as np
-
 from .. import _checks
-from ._plumbing import CPU, Node, _mode, _tensor, _wrap, _xp
+from ._plumbing import Node, _mode, _tensor, _wrap, _xp
 
 __all__ = ["gru", "gru_cell", "lstm", "lstm_cell"]
 
-_ndarray = np.ndarray
 
-
-def _array(t):
-    """The float32 array of tensor t as the kernels take it (None for None)."""
-    if t is None:
-        return None
-    d = t._data
-    if type(d) is _ndarray and (d.dtype != np.float32 or not d.flags.c_contiguous):
-        d = np.ascontiguousarray(d, dtype=np.float32)
-    return d
+def _array(xp, t):
+    """The array of tensor t as the kernels take it (None for None)."""
+    return None if t is None else xp.kernel_input(t._data)
 
 
 def _run(cell, fn, x, h0, c0, w_x, w_h, b, step=False):
@@ -35,7 +26,7 @@ def _run(cell, fn, x, h0, c0, w_x, w_h, b, step=False):
     x is one step (B, I); out is then not among the outputs."""
     tensors = (x, h0, c0, w_x, w_h, b)
     xp = _xp(fn, *tensors)
-    dx, dh0, dc0, dwx, dwh, db = (_array(t) for t in tensors)
+    dx, dh0, dc0, dwx, dwh, db = (_array(xp, t) for t in tensors)
     if dx.ndim != (2 if step else 3):
         want = "2-D (batch, features)" if step else "3-D (batch, time, features)"
         raise ValueError(f"{fn}: argument 'x' must be {want}, got shape {tuple(dx.shape)}")
@@ -58,9 +49,7 @@ def _run(cell, fn, x, h0, c0, w_x, w_h, b, step=False):
         g_out = None if step else grads.pop(0)
         g_h = grads[0]
         g_c = grads[1] if lstm else None
-        if xp is CPU:
-            g_out, g_h, g_c = (None if g is None else np.ascontiguousarray(g, dtype=np.float32)
-                               for g in (g_out, g_h, g_c))
+        g_out, g_h, g_c = (None if g is None else xp.kernel_input(g) for g in (g_out, g_h, g_c))
         need = [t is not None and t._rg for t in (x, h0, c0, w_x, w_h, b)]
         got = xp.rnn_backward(cell, dx, dh0, dc0, dwx, dwh, out, gates, state, g_out, g_h,
                                   g_c, *need)
