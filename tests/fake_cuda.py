@@ -6,6 +6,7 @@ themselves are tested against NumPy in test_cuda_ops.py where a GPU is."""
 import numpy as np
 
 from fastnn import _C
+from reference import ops as ref
 
 
 class FakeDeviceArray:
@@ -53,11 +54,10 @@ def _d(x):
 
 
 _UNARY = {"neg": np.negative, "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "abs": np.abs,
-          "relu": lambda x: np.maximum(x, 0), "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
-          "tanh": np.tanh}
-_UNARY_BACKWARD = {"relu": lambda y, g: g * (y > 0), "sigmoid": lambda y, g: g * y * (1 - y),
-                   "tanh": lambda y, g: g * (1 - y * y), "exp": lambda y, g: g * y,
-                   "sqrt": lambda y, g: g * 0.5 / y}
+          **{name: forward for name, (forward, _) in ref.ACTIVATIONS.items()}}
+_UNARY_BACKWARD = {"exp": lambda y, g: g * y, "sqrt": lambda y, g: g * 0.5 / y,
+                   **{name: lambda y, g, b=backward: b(g, y)
+                      for name, (_, backward) in ref.ACTIVATIONS.items()}}
 _BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
            "pow": np.power, "maximum": np.maximum, "minimum": np.minimum, "eq": np.equal,
            "gt": np.greater, "ge": np.greater_equal, "lt": np.less, "le": np.less_equal}

@@ -50,6 +50,31 @@ def tanh_backward(dout, x):
         return (_f64(dout) / np.cosh(_f64(x)) ** 2,)
 
 
+# The activations as a device kernel computes them: name -> (forward(x),
+# backward(dout, y)) with the gradient taken through the output y, as the
+# kernels' backward takes it. The GPU stand-in (tests/fake_cuda.py) runs
+# these, so a new activation is written once, here.
+def _relu_grad(dout, y):
+    return np.where(_f64(y) > 0, _f64(dout), 0.0)
+
+
+def _sigmoid_grad(dout, y):
+    y = _f64(y)
+    return _f64(dout) * y * (1.0 - y)
+
+
+def _tanh_grad(dout, y):
+    y = _f64(y)
+    return _f64(dout) * (1.0 - y * y)
+
+
+ACTIVATIONS = {
+    "relu": (relu_forward, _relu_grad),
+    "sigmoid": (sigmoid_forward, _sigmoid_grad),
+    "tanh": (tanh_forward, _tanh_grad),
+}
+
+
 # ---------------------------------------------------------------- softmax family
 def softmax_forward(x, axis=-1):
     """exp(x) / sum(exp(x)) along axis, shifted by the maximum so nothing overflows."""
