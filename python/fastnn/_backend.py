@@ -1,4 +1,4 @@
-"""Array operations per device, so that each op in functional.py is written
+"""Array operations per device, so that each op in fastnn.functional is written
 once: ``CPU`` works on NumPy arrays (float32 on the C++ kernels of ``_C``,
 other dtypes in NumPy), ``GPU`` on ``DeviceArray``s through ``_C_cuda``
 (float32 only). ``of(array)`` picks one. Python numbers may stand for

@@ -79,6 +79,15 @@ def flag(x, name, fn):
     return bool(x)
 
 
+def lookup(table, name, fn, what):
+    """table's entry for a name (any case): the registries' ``get``; a
+    ValueError listing the valid names for an unknown one."""
+    entry = table.get(name.lower())
+    if entry is None:
+        raise ValueError(f"{fn}: unknown {what} {name!r}; valid names are {sorted(table)}")
+    return entry
+
+
 # ---------------------------------------------------------------- windows (conv and pooling)
 def pair(value, name, fn, low=1):
     """An int or a pair of ints in [low, MAX_WINDOW] as (height, width)."""

@@ -17,6 +17,7 @@ decides what "accuracy" means.
 """
 import numpy as np
 
+from . import _checks
 from . import functional as F
 from .tensor import Tensor
 
@@ -146,11 +147,7 @@ def get(identifier):
     a Loss class (instantiated with its defaults), or a Loss object or other
     callable (returned as it is). ValueError for an unknown name."""
     if isinstance(identifier, str):
-        fn = _BY_NAME.get(identifier.lower())
-        if fn is None:
-            raise ValueError(f"losses.get: unknown loss {identifier!r}; valid names are "
-                             f"{sorted(_BY_NAME)}")
-        return fn
+        return _checks.lookup(_BY_NAME, identifier, "losses.get", "loss")
     if isinstance(identifier, type) and issubclass(identifier, Loss):
         return identifier()
     if callable(identifier):

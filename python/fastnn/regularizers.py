@@ -109,17 +109,10 @@ def get(identifier):
     if identifier is None or isinstance(identifier, Regularizer):
         return identifier
     if isinstance(identifier, str):
-        cls = _BY_NAME.get(identifier.lower())
-        if cls is None:
-            raise ValueError(f"regularizers.get: unknown regularizer {identifier!r}; valid names "
-                             f"are {sorted(_BY_NAME)}")
-        return cls()
+        return _checks.lookup(_BY_NAME, identifier, "regularizers.get", "regularizer")()
     if isinstance(identifier, dict):
         name = identifier.get("class_name")
-        cls = _BY_NAME.get(str(name).lower())
-        if cls is None:
-            raise ValueError(f"regularizers.get: unknown class_name {name!r}; valid names are "
-                             f"{sorted(_BY_NAME)}")
+        cls = _checks.lookup(_BY_NAME, str(name), "regularizers.get", "class_name")
         return cls.from_config(identifier.get("config", {}))
     if callable(identifier):
         return identifier

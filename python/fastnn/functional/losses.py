@@ -18,10 +18,11 @@ __all__ = ["EPSILON", "binary_cross_entropy", "categorical_crossentropy", "cross
            "mse_loss", "sparse_categorical_crossentropy"]
 
 
-def _labels(labels, n, fn):
+def _host_labels(labels, fn):
+    """labels as an integer host array (before any shape check)."""
     d = labels._data if isinstance(labels, Tensor) else labels
     if _cuda.is_device_array(d):
-        raise TypeError(f"{fn}: argument 'labels' must be an integer array, got a float32 "
+        raise TypeError(f"{fn}: argument 'labels' must be an integer array on the host, got a "
                         "DeviceArray")
     try:
         d = np.asarray(d)
@@ -30,6 +31,11 @@ def _labels(labels, n, fn):
     if d.dtype.kind not in "iu":
         raise TypeError(f"{fn}: argument 'labels' must hold integers (int64, int32 or uint8), "
                         f"got dtype {d.dtype}")
+    return d
+
+
+def _labels(labels, n, fn):
+    d = _host_labels(labels, fn)
     if d.shape != (n,):
         raise ValueError(f"{fn}: argument 'labels' must have shape ({n},) to match the logits, "
                          f"got {d.shape}")
@@ -167,17 +173,7 @@ def _bce_with_logits(x, t, fn):
 def _class_labels(labels, shape, fn):
     """Integer labels of shape ``shape`` (or with a trailing 1, as Keras
     accepts), flattened, as an int64 array in [0, classes)."""
-    d = labels._data if isinstance(labels, Tensor) else labels
-    if _cuda.is_device_array(d):
-        raise TypeError(f"{fn}: argument 'labels' must be an integer array on the host, got a "
-                        "DeviceArray")
-    try:
-        d = np.asarray(d)
-    except (TypeError, ValueError):
-        raise TypeError(f"{fn}: argument 'labels' must be an integer array") from None
-    if d.dtype.kind not in "iu":
-        raise TypeError(f"{fn}: argument 'labels' must hold integers (int64, int32 or uint8), "
-                        f"got dtype {d.dtype}")
+    d = _host_labels(labels, fn)
     lead, classes = tuple(shape[:-1]), shape[-1]
     if d.shape != lead and d.shape != lead + (1,):
         raise ValueError(f"{fn}: argument 'labels' must have shape {lead} to match the "

@@ -7,13 +7,18 @@ from ._plumbing import Tensor, _axes, _cpu_only, _mode, _ndarray, _record, _tens
 __all__ = ["concatenate", "flip", "getitem", "permute", "reshape", "stack", "transpose"]
 
 
+def _sizes(x, sizes, fn):
+    """(tensor, its array's namespace, its array, the sizes given one by one
+    or as one tuple or list)."""
+    x = _tensor(x, fn)
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+        sizes = tuple(sizes[0])
+    return x, _xp(fn, x), x._data, sizes
+
+
 def reshape(x, *shape):
     """x with a new shape (one entry may be -1); a view when NumPy can make one."""
-    x = _tensor(x, "reshape")
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = tuple(shape[0])
-    xp = _xp("reshape", x)
-    d = x._data
+    x, xp, d, shape = _sizes(x, shape, "reshape")
     in_shape = tuple(d.shape)
     try:
         out = xp.reshape(d, shape)
@@ -27,11 +32,7 @@ def reshape(x, *shape):
 
 def permute(x, *axes):
     """The axes of x reordered: out.shape[i] = x.shape[axes[i]] (a view)."""
-    x = _tensor(x, "permute")
-    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-        axes = tuple(axes[0])
-    xp = _xp("permute", x)
-    d = x._data
+    x, xp, d, axes = _sizes(x, axes, "permute")
     if len(axes) != d.ndim or sorted(int(a) % d.ndim if d.ndim else a for a in axes) != list(range(d.ndim)):
         raise ValueError(f"permute: argument 'axes' must be a permutation of the {d.ndim} axes "
                          f"of a tensor of shape {tuple(d.shape)}, got {tuple(axes)}")

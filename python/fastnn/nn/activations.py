@@ -1,5 +1,6 @@
 """Activations by name, for ``activation=`` and ``Activation``: one table
 entry per name over its op in ``fastnn.functional``."""
+from .. import _checks
 from .. import functional as F
 
 
@@ -22,11 +23,7 @@ def get_activation(activation):
     if activation is None:
         return _linear
     if isinstance(activation, str):
-        fn = _ACTIVATIONS.get(activation.lower())
-        if fn is None:
-            raise ValueError(f"activation: unknown name {activation!r}; valid names are "
-                             f"{sorted(_ACTIVATIONS)}")
-        return fn
+        return _checks.lookup(_ACTIVATIONS, activation, "activation", "name")
     if callable(activation):
         return activation
     raise TypeError(f"activation: argument must be a name or a callable, got "

@@ -10,7 +10,8 @@ import numpy as np
 
 from .. import _random
 from ..tensor import Tensor, tensor
-from .activations import _ACTIVATIONS
+from .. import regularizers
+from .activations import _ACTIVATIONS, _activation_name, get_activation
 from .module import Module
 
 
@@ -98,8 +99,33 @@ class Layer(Module):
     def build(self, input_shape):
         """Creates the weights for inputs of ``input_shape`` (batch axis first)."""
 
+    # the input's axes, for layers that take one rank: "(batch, time, features)"
+    _input_axes = None
+
     def _check_rank(self, shape):
         """ValueError unless an input of ``shape`` fits this layer."""
+        axes = self._input_axes
+        if axes is not None and len(shape) != axes.count(",") + 1:
+            raise ValueError(f"{type(self).__name__}: expected a {axes.count(',') + 1}-D input "
+                             f"{axes}, got shape {shape}")
+
+    def _output_options(self, activation, use_bias, kernel_regularizer):
+        """Dense's and Conv2D's common arguments: the activation after the
+        product, the bias, the kernel's regulariser."""
+        self.activation = activation
+        self._act = get_activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.kernel = None
+        self.bias = None
+
+    def _options_repr(self):
+        s = ""
+        if self.activation is not None:
+            s += f", activation={_activation_name(self.activation)!r}"
+        if not self.use_bias:
+            s += ", use_bias=False"
+        return s
 
     def _check_built(self, shape):
         """ValueError unless an input of ``shape`` fits the built weights."""

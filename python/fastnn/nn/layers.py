@@ -6,7 +6,6 @@ import numpy as np
 
 from .. import _checks
 from .. import functional as F
-from .. import regularizers
 from ..autograd import no_grad
 from ..tensor import Tensor
 from .activations import _activation_name, get_activation
@@ -26,12 +25,7 @@ class Dense(Layer):
                  input_shape=None, dtype=None):
         super().__init__(input_shape, dtype)
         self.units = _checks.integer(units, "units", "Dense", low=1)
-        self.activation = activation
-        self._act = get_activation(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.kernel = None
-        self.bias = None
+        self._output_options(activation, use_bias, kernel_regularizer)
         self._build_from_argument()
 
     def _check_rank(self, shape):
@@ -56,17 +50,13 @@ class Dense(Layer):
         return self._act(F.linear(x, self.kernel, self.bias))
 
     def extra_repr(self):
-        s = f"units={self.units}"
-        if self.activation is not None:
-            s += f", activation={_activation_name(self.activation)!r}"
-        if not self.use_bias:
-            s += ", use_bias=False"
-        return s
+        return f"units={self.units}" + self._options_repr()
 
 
 class Conv2D(Layer):
     """2-D convolution of NHWC images: kernel (kh, kw, in, filters) (HWIO),
     bias (filters,); padding "valid" or "same" (Keras's rule)."""
+    _input_axes = "(batch, height, width, channels)"
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
                  use_bias=True, dilation_rate=1, input_shape=None, kernel_regularizer=None,
@@ -77,18 +67,8 @@ class Conv2D(Layer):
         self.strides = _checks.pair(strides, "strides", "Conv2D")
         self.padding = _checks.padding(padding, "Conv2D")
         self.dilation_rate = _checks.pair(dilation_rate, "dilation_rate", "Conv2D")
-        self.activation = activation
-        self._act = get_activation(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.kernel = None
-        self.bias = None
+        self._output_options(activation, use_bias, kernel_regularizer)
         self._build_from_argument()
-
-    def _check_rank(self, shape):
-        if len(shape) != 4:
-            raise ValueError(f"Conv2D: expected a 4-D input (batch, height, width, channels), "
-                             f"got shape {shape}")
 
     def build(self, input_shape):
         kh, kw = self.kernel_size
@@ -120,15 +100,12 @@ class Conv2D(Layer):
             s += f", padding={self.padding!r}"
         if self.dilation_rate != (1, 1):
             s += f", dilation_rate={self.dilation_rate}"
-        if self.activation is not None:
-            s += f", activation={_activation_name(self.activation)!r}"
-        if not self.use_bias:
-            s += ", use_bias=False"
-        return s
+        return s + self._options_repr()
 
 
 class _Pooling2D(Layer):
     _op = None  # the name of the functional op
+    _input_axes = "(batch, height, width, channels)"
 
     def __init__(self, pool_size=2, strides=None, padding="valid", input_shape=None):
         super().__init__(input_shape)
@@ -136,11 +113,6 @@ class _Pooling2D(Layer):
         self.pool_size = _checks.pair(pool_size, "pool_size", name)
         self.strides = self.pool_size if strides is None else _checks.pair(strides, "strides", name)
         self.padding = _checks.padding(padding, name, explicit=False)
-
-    def _check_rank(self, shape):
-        if len(shape) != 4:
-            raise ValueError(f"{type(self).__name__}: expected a 4-D input (batch, height, width, "
-                             f"channels), got shape {shape}")
 
     def forward(self, x):
         x = self._prepare(x)

@@ -285,7 +285,24 @@ class Module:
 
 
 # ---------------------------------------------------------------- containers
-class Sequential(Module):
+class _Container(Module):
+    """Children registered in order as "0", "1", ..."""
+
+    def _append(self, module, fn, name):
+        if not isinstance(module, Module):
+            raise TypeError(f"{fn}: argument '{name}' must be a Module, got "
+                            f"{type(module).__name__}")
+        self._modules[str(len(self._modules))] = module
+        return self
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(list(self._modules.values()))
+
+
+class Sequential(_Container):
     """Runs its layers in order: ``Sequential([Dense(64, activation="relu"),
     Dense(10)])``; ``add(layer)``, ``model[i]``, ``len(model)``. Children are
     named "0", "1", ... (so weights are "0.kernel", "0.bias", ...)."""
@@ -301,11 +318,7 @@ class Sequential(Module):
             self.add(layer)
 
     def add(self, layer):
-        if not isinstance(layer, Module):
-            raise TypeError(f"{type(self).__name__}.add: argument 'layer' must be a Module, got "
-                            f"{type(layer).__name__}")
-        self._modules[str(len(self._modules))] = layer
-        return self
+        return self._append(layer, f"{type(self).__name__}.add", "layer")
 
     def forward(self, x):
         for layer in self._modules.values():
@@ -328,14 +341,8 @@ class Sequential(Module):
                              f"{len(layers)} layers")
         return layers[index]
 
-    def __len__(self):
-        return len(self._modules)
 
-    def __iter__(self):
-        return iter(list(self._modules.values()))
-
-
-class ModuleList(Module):
+class ModuleList(_Container):
     """A list of modules registered as children "0", "1", ... (no forward)."""
 
     def __init__(self, modules=None):
@@ -344,17 +351,7 @@ class ModuleList(Module):
             self.append(m)
 
     def append(self, module):
-        if not isinstance(module, Module):
-            raise TypeError(f"ModuleList.append: argument 'module' must be a Module, got "
-                            f"{type(module).__name__}")
-        self._modules[str(len(self._modules))] = module
-        return self
+        return self._append(module, "ModuleList.append", "module")
 
     def __getitem__(self, index):
         return list(self._modules.values())[index]
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(list(self._modules.values()))

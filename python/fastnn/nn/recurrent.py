@@ -16,6 +16,7 @@ class _Recurrent(Layer):
     """LSTM and GRU: the weights, the arguments and the call; the op is the
     subclass's. Inputs are (batch, time, features)."""
     _gates = 0
+    _input_axes = "(batch, time, features)"
 
     def __init__(self, units, return_sequences=False, return_state=False, go_backwards=False,
                  use_bias=True, input_shape=None, dtype=None):
@@ -29,11 +30,6 @@ class _Recurrent(Layer):
         self.kernel = None
         self.recurrent_kernel = None
         self.bias = None
-
-    def _check_rank(self, shape):
-        if len(shape) != 3:
-            raise ValueError(f"{type(self).__name__}: expected a 3-D input (batch, time, "
-                             f"features), got shape {shape}")
 
     def build(self, input_shape):
         n_in, width = input_shape[-1], self._gates * self.units
@@ -168,6 +164,7 @@ class Bidirectional(Layer):
     the pair). With return_sequences the backward outputs are put back in
     time order first. With return_state: (output, *forward states,
     *backward states); initial_state likewise, forward states first."""
+    _input_axes = "(batch, time, features)"
 
     def __init__(self, layer, merge_mode="concat", backward_layer=None, input_shape=None):
         super().__init__(input_shape)
@@ -187,11 +184,6 @@ class Bidirectional(Layer):
         self.backward_layer = backward_layer
         self.merge_mode = merge_mode
         self._build_from_argument()
-
-    def _check_rank(self, shape):
-        if len(shape) != 3:
-            raise ValueError(f"Bidirectional: expected a 3-D input (batch, time, features), got "
-                             f"shape {shape}")
 
     def forward(self, x, initial_state=None):
         x = self._prepare(x)

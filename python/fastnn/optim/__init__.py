@@ -210,11 +210,7 @@ def get(identifier, params=None):
 
 def _factory(identifier):
     if isinstance(identifier, str):
-        cls = _BY_NAME.get(identifier.lower())
-        if cls is None:
-            raise ValueError(f"optim.get: unknown optimizer {identifier!r}; valid names are "
-                             f"{sorted(_BY_NAME)}")
-        return cls
+        return _checks.lookup(_BY_NAME, identifier, "optim.get", "optimizer")
     if isinstance(identifier, type) and issubclass(identifier, Optimizer):
         return identifier
     if callable(identifier):

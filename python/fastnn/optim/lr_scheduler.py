@@ -39,7 +39,26 @@ def _optimizer(optimizer, fn):
     return optimizer
 
 
-class LRScheduler:
+class _State:
+    """What every schedule keeps: the rates its last step set, and its state
+    (everything but the optimizer) as a dict."""
+
+    def get_last_lr(self):
+        """The rates the last step set, one per parameter group."""
+        return list(self._last_lr)
+
+    def state_dict(self):
+        """Everything but the optimizer, as a dict."""
+        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
+
+    def load_state_dict(self, state_dict):
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"{type(self).__name__}.load_state_dict: argument 'state_dict' must "
+                            f"be a dict, got {type(state_dict).__name__}")
+        self.__dict__.update(state_dict)
+
+
+class LRScheduler(_State):
     """The base of the epoch-indexed schedules: subclasses define ``get_lr()``,
     the rates for epoch ``last_epoch`` from the current ones."""
 
@@ -82,19 +101,6 @@ class LRScheduler:
             group["lr"] = lr
         self._last_lr = self._current()
 
-    def get_last_lr(self):
-        """The rates the last step set, one per parameter group."""
-        return list(self._last_lr)
-
-    def state_dict(self):
-        """Everything but the optimizer, as a dict."""
-        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
-
-    def load_state_dict(self, state_dict):
-        if not isinstance(state_dict, dict):
-            raise TypeError(f"{type(self).__name__}.load_state_dict: argument 'state_dict' must "
-                            f"be a dict, got {type(state_dict).__name__}")
-        self.__dict__.update(state_dict)
 
 
 class StepLR(LRScheduler):
@@ -145,7 +151,7 @@ class CosineAnnealingLR(LRScheduler):
                 * (lr - lo) + lo for lr in self._current()]
 
 
-class ReduceLROnPlateau:
+class ReduceLROnPlateau(_State):
     """Multiplies the rates by ``factor`` when the monitored value has not
     improved for more than ``patience`` epochs (torch.optim.lr_scheduler's
     ReduceLROnPlateau): ``step(value)`` once per epoch.
@@ -225,15 +231,3 @@ class ReduceLROnPlateau:
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
-
-    def get_last_lr(self):
-        return list(self._last_lr)
-
-    def state_dict(self):
-        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
-
-    def load_state_dict(self, state_dict):
-        if not isinstance(state_dict, dict):
-            raise TypeError(f"ReduceLROnPlateau.load_state_dict: argument 'state_dict' must be "
-                            f"a dict, got {type(state_dict).__name__}")
-        self.__dict__.update(state_dict)
