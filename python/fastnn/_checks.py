@@ -44,7 +44,8 @@ def number(x, name, fn, low=-math.inf, high=math.inf, *, low_open=False, high_op
     """x as a float in the interval from low to high (ends included unless
     open), and finite if asked: TypeError for a non-number, ValueError for
     NaN or a value outside."""
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
+    if type(x) is not float and (isinstance(x, (bool, np.bool_))
+                                 or not isinstance(x, numbers.Real)):
         raise TypeError(f"{fn}: argument '{name}' must be a number, got {type(x).__name__}")
     v = float(x)
     inside = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
@@ -66,7 +67,8 @@ def _interval(low, high, low_open, high_open):
 
 def integer(x, name, fn, low=None):
     """x as an int (not a bool) >= low: TypeError for a non-int, ValueError below."""
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Integral):
+    if type(x) is not int and (isinstance(x, (bool, np.bool_))
+                               or not isinstance(x, numbers.Integral)):
         raise TypeError(f"{fn}: argument '{name}' must be an int, got {type(x).__name__}")
     if low is not None and x < low:
         raise ValueError(f"{fn}: argument '{name}' must be >= {low}, got {x}")
@@ -92,8 +94,8 @@ def lookup(table, name, fn, what):
 def pair(value, name, fn, low=1):
     """An int or a pair of ints in [low, MAX_WINDOW] as (height, width)."""
     items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if any(isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral)
-           for v in items):
+    if any(type(v) is not int and (isinstance(v, (bool, np.bool_))
+                                   or not isinstance(v, numbers.Integral)) for v in items):
         raise TypeError(f"{fn}: argument '{name}' must be an int or a pair of ints, got {value!r}")
     if len(items) != 2 or min(items) < low or max(items) > MAX_WINDOW:
         raise ValueError(f"{fn}: argument '{name}' must be an int or a pair of ints in "

@@ -5,14 +5,13 @@ from ._plumbing import _mode, _record, _tensor, _wrap, _xp
 __all__ = ["avg_pool2d", "conv2d", "max_pool2d"]
 
 
-def _image_input(x, fn, name="x"):
-    """x as a tensor and its array as the kernels take it; 'x' must be 4-D."""
-    x = _tensor(x, fn, name)
-    d = _xp(fn, x).kernel_input(x._data)
-    if name == "x" and d.ndim != 4:
+def _image(x, fn):
+    """x as a tensor; ValueError unless it is 4-D."""
+    x = _tensor(x, fn)
+    if x._data.ndim != 4:
         raise ValueError(f"{fn}: argument 'x' must be 4-D (N, H, W, C), got shape "
-                         f"{tuple(d.shape)}")
-    return x, d
+                         f"{tuple(x._data.shape)}")
+    return x
 
 
 def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None):
@@ -22,10 +21,12 @@ def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None)
     an int / (ph, pw); stride and dilation: an int or (sh, sw).
     activation="relu" fuses the ReLU into the kernel. Computes in float32."""
     relu = _checks.fused_relu(activation, "conv2d")
-    x, dx = _image_input(x, "conv2d")
-    w, dw = _image_input(w, "conv2d", "w")
-    b, db = _image_input(b, "conv2d", "b") if b is not None else (None, None)
+    x = _image(x, "conv2d")
+    w = _tensor(w, "conv2d", "w")
+    b = None if b is None else _tensor(b, "conv2d", "b")
     xp = _xp("conv2d", x, w, b)
+    dx, dw = xp.kernel_input(x._data), xp.kernel_input(w._data)
+    db = None if b is None else xp.kernel_input(b._data)
     window = _checks.conv_window(stride, padding, dilation, "conv2d")
     out = xp.conv2d(dx, dw, db, *window, relu)
     if not (_mode.enabled and (x._rg or w._rg or (b is not None and b._rg))):
@@ -45,8 +46,9 @@ def _pool(name, doc):
     label = "".join(p.capitalize() for p in name.split("_")) + "Backward"
 
     def op(x, pool_size=2, strides=None, padding="valid"):
-        x, d = _image_input(x, name)
+        x = _image(x, name)
         xp = _xp(name, x)
+        d = xp.kernel_input(x._data)
         window = _checks.pool_window(pool_size, strides, padding, name)
         forward, backward_kernel = getattr(xp, name), getattr(xp, name + "_backward")
         out = forward(d, *window)
