@@ -119,6 +119,7 @@ class FakeCudaModule:
 
     def reshape(self, x, shape):
         self._count("reshape")
+        assert all(n >= 0 for n in shape), f"reshape takes no -1 (as the binding), got {shape}"
         return _d(_h(x).reshape(shape))
 
     def permute(self, x, axes):

@@ -526,7 +526,7 @@ class GPU:
 
 def _along_last(a, matrix):
     """a (..., n) times the host matrix (n, m): (..., m), on the GPU."""
-    rows = _cc().reshape(a, (-1, a.shape[-1])) if a.ndim != 2 else a
+    rows = _cc().reshape(a, (math.prod(a.shape[:-1]), a.shape[-1])) if a.ndim != 2 else a
     m = _cuda.DeviceArray.from_numpy(np.ascontiguousarray(matrix))
     out = _cc().gemm(rows, m, False, False, 1.0, 0.0, None)
     return _cc().reshape(out, tuple(a.shape[:-1]) + (matrix.shape[1],))
