@@ -17,22 +17,16 @@ One module per family: arithmetic (and matmul, linear), reductions, shapes
 losses.
 """
 from . import _methods  # noqa: F401  (installs Tensor's operators)
+from . import activations, arithmetic, conv, losses, reductions, rnn, shapes
 from ._plumbing import _tensor
-from .activations import (abs, clip, dropout, exp, log, log_softmax, relu, sigmoid, softmax,
-                          sqrt, tanh)
-from .arithmetic import add, div, linear, matmul, mul, neg, pow, sub
-from .conv import avg_pool2d, conv2d, max_pool2d
-from .losses import (EPSILON, binary_cross_entropy, categorical_crossentropy, cross_entropy,
-                     mse_loss, sparse_categorical_crossentropy)
-from .reductions import argmax, max, mean, min, sum
-from .rnn import gru, gru_cell, lstm, lstm_cell
-from .shapes import concatenate, flip, getitem, permute, reshape, stack, transpose
+from .activations import *  # noqa: F401,F403
+from .arithmetic import *  # noqa: F401,F403
+from .conv import *  # noqa: F401,F403
+from .losses import *  # noqa: F401,F403
+from .reductions import *  # noqa: F401,F403
+from .rnn import *  # noqa: F401,F403
+from .shapes import *  # noqa: F401,F403
 
-__all__ = [
-    "abs", "add", "argmax", "avg_pool2d", "binary_cross_entropy", "categorical_crossentropy",
-    "clip", "concatenate", "conv2d", "cross_entropy", "div",
-    "dropout", "exp", "flip", "gru", "gru_cell", "linear", "log", "log_softmax", "lstm", "lstm_cell",
-    "matmul", "max", "max_pool2d", "mean", "min", "mse_loss", "mul", "neg",
-    "permute", "pow", "relu", "reshape", "sigmoid", "softmax", "sqrt", "stack", "sub", "sum",
-    "sparse_categorical_crossentropy", "tanh", "transpose",
-]
+# each family's __all__ is the package's: a new op is named once, in its module
+__all__ = sorted(set(activations.__all__ + arithmetic.__all__ + conv.__all__ + losses.__all__
+                     + reductions.__all__ + rnn.__all__ + shapes.__all__) - {"EPSILON"})

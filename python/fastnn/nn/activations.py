@@ -1,5 +1,9 @@
 """Activations by name, for ``activation=`` and ``Activation``: one table
-entry per name over its op in ``fastnn.functional``."""
+entry per name over its op in ``fastnn.functional``.
+
+Adding an activation: its op in functional/activations.py (a kernel-backed
+one is ``name = _activation("name", doc)`` and its name in ``__all__``, with
+the kernels under that name in ``fastnn._backend``), then one entry here."""
 from .. import _checks
 from .. import functional as F
 
