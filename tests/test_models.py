@@ -255,6 +255,23 @@ def test_progress_prints_one_line_per_epoch_off_a_terminal(capsys):
     assert capsys.readouterr().out == ""
 
 
+
+def test_progress_is_a_callback_that_fit_adds_once(capsys):
+    x, y = table(48)
+    model = small_mlp()
+    model.compile(optimizer="adam")
+
+    class Rate(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["lr"] = 0.5  # added after the progress line is printed
+
+    progress = callbacks.ProgbarLogger()
+    model.fit(x, y, epochs=3, batch_size=16, verbose=2, callbacks=[progress, Rate()])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 3 and all(line.startswith(f"Epoch {i + 1}/3") for i, line in enumerate(out))
+    assert all("loss:" in line and "lr:" not in line for line in out)
+    assert progress.samples == 48 and progress.model is model
+
 # ---------------------------------------------------------------- callbacks
 class FeedLogs(callbacks.Callback):
     """Replaces the monitored value with a scripted sequence and records the
