@@ -462,6 +462,18 @@ def test_bidirectional_on_the_gpu_path_matches_the_cpu(fake_gpu):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("layer", [nn.LSTM, nn.GRU])
+def test_a_layer_without_bias_runs_on_the_gpu_path(fake_gpu, layer):
+    x = np.random.default_rng(6).normal(size=(2, 4, 3)).astype(np.float32)
+    fastnn.manual_seed(8)
+    rnn = layer(5, use_bias=False)
+    want = rnn(x).numpy()
+    rnn.to("cuda")
+    got = rnn(fastnn.tensor(x, device="cuda"))
+    assert got.device == "cuda"
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+
+
 def test_ops_record_nothing_without_grad():
     a = make_inputs("lstm", Case(2, 3, 4, 5))
     ts = tensors(a, INPUT_KEYS, requires_grad=False)

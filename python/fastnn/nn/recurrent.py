@@ -54,7 +54,8 @@ class _Recurrent(Layer):
     def _bias_or_zeros(self):
         if self.bias is not None:
             return self.bias
-        return tensor(np.zeros(self._bias_shape(), self.dtype))
+        # on the weights' device
+        return tensor(np.zeros(self._bias_shape(), self.dtype), device=self.kernel.device)
 
     def _initial_states(self, initial_state, names, batch):
         """The initial states as tensors of shape (batch, units), or Nones."""
