@@ -235,13 +235,13 @@ class FakeCudaModule:
     def adam_step(self, params, grads, *rest):
         self._optim("adam_step", params, grads, *rest)
 
-    def _rnn(self, name, *args):
+    def _rnn(self, name, *args, **needs):
         self._count(name)
         host = [_h(a) if isinstance(a, FakeDeviceArray) else a for a in args]
-        return tuple(None if r is None else _d(r) for r in getattr(_C, name)(*host))
+        return tuple(None if r is None else _d(r) for r in getattr(_C, name)(*host, **needs))
 
     def rnn_forward(self, *args):
         return self._rnn("rnn_forward", *args)
 
-    def rnn_backward(self, *args):
-        return self._rnn("rnn_backward", *args)
+    def rnn_backward(self, *args, **needs):
+        return self._rnn("rnn_backward", *args, **needs)

@@ -105,7 +105,7 @@ def test_trajectory_matches_the_reference_on_every_simd_path(isa, name, options)
 
 @pytest.mark.parametrize("name,options", _case_params())
 def test_trajectory_matches_the_reference_on_the_scalar_loop(monkeypatch, name, options):
-    monkeypatch.setattr(_backend, "_C", ScalarC())
+    monkeypatch.setattr(_backend.cpu, "_C", ScalarC())
     got, want, bounds = run_trajectory(name, options, SHAPES)
     for i, (g, w, b) in enumerate(zip(got, want, bounds)):
         assert_within(g, w, b, f"{name} parameter {i} after {STEPS} steps (scalar)",

@@ -133,7 +133,8 @@ def _sequence(cell, fn, x, h0, c0, w_x, w_h, b, grads=None, need_c=False):
             raise ValueError(f"{fn}: argument '{name}' must have shape {want}, got "
                              f"{shape_str(g.shape)}")
     return xp.rnn_backward(cell, x, h0, c0, w_x, w_h, out, gates, state, dout, dh, dc,
-                               True, True, need_c, True, True, True)
+                           need_dx=True, need_dh0=True, need_dc0=need_c, need_dw_x=True,
+                           need_dw_h=True, need_db=True)
 
 
 def _step_input(x, fn):

@@ -78,21 +78,9 @@ def _operands(a, b, fn):
         if not ((type(da) is _ndarray or _is_scalar(da)) and (type(db) is _ndarray or _is_scalar(db))):
             raise ValueError(f"{fn}: all tensors must be on the same device, got cpu and cuda "
                              "(move them with .to(device))")
-        if type(da) is _ndarray and type(db) is _ndarray and da.dtype != db.dtype:
-            da, db = _common_float(da, db)
+        da, db = CPU.promote(da, db)
         return ta, da, tb, db, CPU
     return ta, da, tb, db, GPU
-
-
-def _common_float(da, db):
-    """An integer or bool array meeting a float one takes the float's dtype
-    (float32 stays float32, as in PyTorch; NumPy would give float64)."""
-    fa, fb = da.dtype.kind == "f", db.dtype.kind == "f"
-    if fa and not fb:
-        db = db.astype(da.dtype)
-    elif fb and not fa:
-        da = da.astype(db.dtype)
-    return da, db
 
 
 def _is_scalar(x):
@@ -114,15 +102,6 @@ def _shape(x):
     return () if _is_scalar(x) else tuple(x.shape)
 
 
-def _fix_dtype(out, da, db):
-    """Integer tensors mixed with a Python float give float32, not float64."""
-    if type(out) is _ndarray and out.dtype == np.float64 and not (
-            (type(da) is _ndarray and da.dtype == np.float64)
-            or (type(db) is _ndarray and db.dtype == np.float64)):
-        return out.astype(np.float32)
-    return out
-
-
 def _binary(fn, a, b, op):
     """Operands, namespace and xp.<op>(a, b) for a broadcasting binary op."""
     ta, da, tb, db, xp = _operands(a, b, fn)
@@ -135,11 +114,7 @@ def _binary(fn, a, b, op):
             raise ValueError(f"{fn}: shapes {_shape(da)} and {_shape(db)} do not broadcast "
                              "together") from None
         raise ValueError(f"{fn}: {e}") from None
-    if xp is CPU:
-        if type(out) is not _ndarray:
-            out = np.asarray(out)
-        out = _fix_dtype(out, da, db)
-    return ta, da, tb, db, xp, out
+    return ta, da, tb, db, xp, xp.binary_result(out, da, db)
 
 
 def _needs(ta, tb):

@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from ._plumbing import (CPU, _binary, _fix_dtype, _grads, _inputs, _is_scalar, _mode, _needs,
+from ._plumbing import (_binary, _grads, _inputs, _is_scalar, _mode, _needs,
                         _operands, _record, _shape, _tensor, _unbroadcast, _wrap, _xp)
 
 __all__ = ["add", "div", "linear", "matmul", "mul", "neg", "pow", "sub"]
@@ -110,15 +110,12 @@ def matmul(a, b):
     if da.ndim == 2 and db.ndim == 2:
         out = xp.gemm(da, db)
     else:
-        if xp is not CPU:
-            raise NotImplementedError("matmul: only 2-D @ 2-D is available for GPU tensors yet")
         try:
-            out = np.matmul(da, db)
+            out = xp.matmul(da, db)
         except ValueError:
             raise ValueError(f"matmul: batch shapes of {da.shape} and {db.shape} do not "
                              "broadcast together") from None
-    if xp is CPU:
-        out = _fix_dtype(np.asarray(out), da, db)
+    out = xp.binary_result(out, da, db)
     if not _needs(ta, tb):
         return _wrap(out)
 

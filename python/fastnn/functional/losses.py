@@ -7,8 +7,7 @@ import math
 import numpy as np
 
 from .. import cuda as _cuda
-from ._plumbing import (CPU, Tensor, _common_float, _mode, _ndarray, _record, _tensor, _wrap,
-                        _xp)
+from ._plumbing import Tensor, _mode, _ndarray, _record, _tensor, _wrap, _xp
 from .activations import clip, log, log_softmax, made_from
 from .arithmetic import add, div, mul, neg, sub
 from .reductions import mean, sum
@@ -72,16 +71,14 @@ def mse_loss(y, t):
     if tuple(dy.shape) != tuple(dt.shape):
         raise ValueError(f"mse_loss: arguments 'y' and 't' must have the same shape, got "
                          f"{tuple(dy.shape)} and {tuple(dt.shape)}")
-    if xp is CPU and dy.dtype != dt.dtype:
-        dy, dt = _common_float(dy, dt)
+    dy, dt = xp.promote(dy, dt)
     diff = xp.sub(dy, dt)
     if diff.dtype.kind != "f":
         diff = diff.astype(np.float32)
     n = math.prod(diff.shape)
     out = xp.mul(xp.sum(xp.mul(diff, diff), tuple(range(diff.ndim)), False),
                  1.0 / n if n else float("nan"))
-    if xp is CPU:
-        out = np.asarray(out, diff.dtype)
+    out = xp.result(out, diff.dtype)
     if not (_mode.enabled and (y._rg or t._rg)):
         return _wrap(out)
 
@@ -157,8 +154,7 @@ def _bce_with_logits(x, t, fn):
     soft = xp.log1p(soft)
     terms = xp.add(xp.sub(xp.clip(dx, 0.0, None), xp.mul(dx, dt)), soft)
     out = xp.mul(xp.sum(terms, tuple(range(dx.ndim)), False), 1.0 / n if n else float("nan"))
-    if xp is CPU:
-        out = np.asarray(out, dx.dtype)
+    out = xp.result(out, dx.dtype)
     if not (_mode.enabled and (x._rg or t._rg)):
         return _wrap(out)
 

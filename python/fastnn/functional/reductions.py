@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from ._plumbing import CPU, _axes, _cpu_only, _mode, _record, _tensor, _wrap, _xp
+from ._plumbing import _axes, _cpu_only, _mode, _record, _tensor, _wrap, _xp
 from .arithmetic import neg
 
 __all__ = ["argmax", "max", "mean", "min", "sum"]
@@ -39,8 +39,7 @@ def mean(x, axis=None, keepdims=False):
     count = math.prod(shape[a] for a in axes)
     scale = 1.0 / count if count else float("nan")
     out = xp.mul(xp.sum(d, axes, keepdims), scale)
-    if xp is CPU:
-        out = np.asarray(out, d.dtype if d.dtype.kind == "f" else np.float32)
+    out = xp.result(out, d.dtype if d.dtype.kind == "f" else np.float32)
     if not (_mode.enabled and x._rg):
         return _wrap(out)
     return _record(out, (x,), lambda g: (_expand(xp.mul(g, scale), axes, keepdims, shape, xp),),

@@ -50,9 +50,10 @@ def _run(cell, fn, x, h0, c0, w_x, w_h, b, step=False):
         g_h = grads[0]
         g_c = grads[1] if lstm else None
         g_out, g_h, g_c = (None if g is None else xp.kernel_input(g) for g in (g_out, g_h, g_c))
-        need = [t is not None and t._rg for t in (x, h0, c0, w_x, w_h, b)]
+        need = {"need_" + k: t is not None and t._rg
+                for k, t in zip(("dx", "dh0", "dc0", "dw_x", "dw_h", "db"), tensors)}
         got = xp.rnn_backward(cell, dx, dh0, dc0, dwx, dwh, out, gates, state, g_out, g_h,
-                                  g_c, *need)
+                              g_c, **need)
         gx = got[0]
         if step and gx is not None:
             gx = xp.reshape(gx, tuple(x._data.shape))
