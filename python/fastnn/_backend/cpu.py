@@ -242,6 +242,12 @@ class CPU:
         return a
 
     @staticmethod
+    def kernel_inputs(arrays):
+        """kernel_input of each array (None stays None), as a list."""
+        return [a if a is None or (a.dtype == _f32 and a.flags.c_contiguous)
+                else np.ascontiguousarray(a, dtype=_f32) for a in arrays]
+
+    @staticmethod
     def is_contiguous(a):
         return a.flags.c_contiguous
 

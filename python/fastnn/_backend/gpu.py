@@ -183,6 +183,10 @@ class GPU:
         return a  # DeviceArrays are float32 and C-contiguous
 
     @staticmethod
+    def kernel_inputs(arrays):
+        return list(arrays)
+
+    @staticmethod
     def is_contiguous(a):
         return True
 

@@ -15,18 +15,14 @@ from ._plumbing import Node, _mode, _tensor, _wrap, _xp
 __all__ = ["gru", "gru_cell", "lstm", "lstm_cell"]
 
 
-def _array(xp, t):
-    """The array of tensor t as the kernels take it (None for None)."""
-    return None if t is None else xp.kernel_input(t._data)
-
-
 def _run(cell, fn, x, h0, c0, w_x, w_h, b, step=False):
     """The op: forward through the kernel, and when a gradient is wanted one
     node whose outputs are (out, h, c) (LSTM) or (out, h) (GRU). ``step``:
     x is one step (B, I); out is then not among the outputs."""
     tensors = (x, h0, c0, w_x, w_h, b)
     xp = _xp(fn, *tensors)
-    dx, dh0, dc0, dwx, dwh, db = (_array(xp, t) for t in tensors)
+    dx, dh0, dc0, dwx, dwh, db = xp.kernel_inputs([None if t is None else t._data
+                                                   for t in tensors])
     if dx.ndim != (2 if step else 3):
         want = "2-D (batch, features)" if step else "3-D (batch, time, features)"
         raise ValueError(f"{fn}: argument 'x' must be {want}, got shape {tuple(dx.shape)}")
@@ -49,11 +45,12 @@ def _run(cell, fn, x, h0, c0, w_x, w_h, b, step=False):
         g_out = None if step else grads.pop(0)
         g_h = grads[0]
         g_c = grads[1] if lstm else None
-        g_out, g_h, g_c = (None if g is None else xp.kernel_input(g) for g in (g_out, g_h, g_c))
-        need = {"need_" + k: t is not None and t._rg
-                for k, t in zip(("dx", "dh0", "dc0", "dw_x", "dw_h", "db"), tensors)}
+        g_out, g_h, g_c = xp.kernel_inputs((g_out, g_h, g_c))
+        # the need_dx ... need_db flags by position: pybind11's keyword
+        # parsing costs about 3 us a call, 4% of a small LSTM's step
+        need = [t is not None and t._rg for t in tensors]
         got = xp.rnn_backward(cell, dx, dh0, dc0, dwx, dwh, out, gates, state, g_out, g_h,
-                              g_c, **need)
+                              g_c, *need)
         gx = got[0]
         if step and gx is not None:
             gx = xp.reshape(gx, tuple(x._data.shape))
