@@ -27,6 +27,7 @@ import zipfile
 import numpy as np
 
 from . import callbacks as _callbacks
+from . import distributed as _distributed
 from . import functional as F
 from . import nn
 from . import optim as _optim
@@ -386,13 +387,14 @@ class Sequential(nn.Sequential):
         weights = _class_weights(class_weight)
         steps = len(batches) if steps_per_epoch is None else _positive(
             steps_per_epoch, "steps_per_epoch", "fit")
+        world = _distributed.fit_world(self, batches, steps)
 
         history = _callbacks.History()
         # History last, as in Keras: it records what the other callbacks add to the logs
-        cbs = _callbacks.CallbackList(list(callbacks or []) + [history], model=self,
-                                      params={"epochs": epochs, "steps": steps,
-                                              "verbose": verbose})
-        progress = _Progress(verbose, epochs, steps, batch_size)
+        cbs = _callbacks.CallbackList(world.callbacks(list(callbacks or []) + [history]),
+                                      model=self, params={"epochs": epochs, "steps": steps,
+                                                          "verbose": verbose})
+        progress = _Progress(world.verbose(verbose), epochs, steps, batch_size)
         self.stop_training = False
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
@@ -404,8 +406,7 @@ class Sequential(nn.Sequential):
                 if steps is not None and step >= steps:
                     break
                 cbs.on_train_batch_begin(step)
-                out, loss = self._train_step(xb, yb, weights)
-                totals.add(out, yb, loss)
+                world.train_step(self, totals, xb, yb, weights)
                 logs = totals.logs(running=True)
                 progress.update(step + 1, logs, len(xb))
                 cbs.on_train_batch_end(step, logs)
@@ -413,7 +414,7 @@ class Sequential(nn.Sequential):
                     break
             logs = totals.logs()
             if validation_data is not None:
-                val = self.evaluate(vx, vy, batch_size=batch_size)
+                val = world.evaluate(self, vx, vy, batch_size)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             progress.end(logs)
             cbs.on_epoch_end(epoch, logs)
@@ -423,7 +424,7 @@ class Sequential(nn.Sequential):
         progress.close()
         return history
 
-    def _train_step(self, xb, yb, weights):
+    def _train_step(self, xb, yb, weights, average_gradients=None):
         device = self._device()
         x = tensor(np.asarray(xb, dtype=np.float32))
         if device != "cpu":
@@ -440,6 +441,8 @@ class Sequential(nn.Sequential):
             loss = loss + penalty
         self.optimizer.zero_grad()
         loss.backward()
+        if average_gradients is not None:  # over MPI ranks (fastnn.distributed)
+            average_gradients(self.optimizer, len(xb))
         self.optimizer.step()
         return out, loss
 
@@ -800,6 +803,8 @@ def _write_npz(path, document, arrays):
     path = os.fspath(path)
     if not path.endswith(".npz"):
         path += ".npz" if not os.path.splitext(path)[1] else ""
+    if not _distributed.writes_files():
+        return path
     folder = os.path.dirname(os.path.abspath(path))
     text = json.dumps(document).encode("utf-8")
     payload = dict(arrays)
