@@ -524,7 +524,11 @@ class _FitWorld(_LocalWorld):
         return callbacks + [_AgreeOnStop()]
 
     def verbose(self, verbose):
-        return verbose if rank() == 0 else 0
+        """Rank 0 prints; a live bar (1) becomes one line per epoch (2):
+        mpiexec forwards the output through a terminal of no width."""
+        if rank() != 0:
+            return 0
+        return 2 if verbose == 1 else verbose
 
     def train_step(self, model, totals, xb, yb, weights):
         """This rank's share of the global batch (xb, yb): forward, backward,
