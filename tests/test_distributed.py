@@ -106,9 +106,11 @@ def test_only_rank_0_prints_progress_and_writes_files_and_ranks_stop_together(tm
     assert sorted(os.listdir(tmp_path)) == ["ckpt-0.npz", "log-0.csv", "model-0.npz"]
     lines = proc.stdout.splitlines()
     assert sum(line.startswith("Epoch 1/30") for line in lines) == 1
-    ends = sorted((json.loads(line)["rank"], json.loads(line)["epochs"])
-                  for line in lines if line.startswith("{"))
-    assert ends == [(0, 2), (1, 2)]  # EarlyStopping stopped both after the same epoch
+    ends = [json.loads(line) for line in lines if line.startswith("{")]
+    # EarlyStopping stopped both after the same epoch
+    assert sorted((e["rank"], e["epochs"]) for e in ends) == [(0, 2), (1, 2)]
+    for e in ends:  # each rank's kernels take its share of the cores
+        assert 1 <= e["threads"] <= max(1, (os.cpu_count() or 1) // 2)
     assert len((tmp_path / "log-0.csv").read_text().splitlines()) == 3  # header, 2 epochs
 
 

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 
+import fastnn
 from fastnn import callbacks, distributed, nn
 from fastnn.models import Sequential
 
@@ -22,4 +23,5 @@ history = model.fit(
                callbacks.CSVLogger(os.path.join(folder, f"log-{distributed.rank()}.csv")),
                callbacks.EarlyStopping(monitor="val_loss", patience=0, min_delta=10.0)])
 model.save(os.path.join(folder, f"model-{distributed.rank()}.npz"))
-print(json.dumps({"rank": distributed.rank(), "epochs": len(history.history["loss"])}))
+print(json.dumps({"rank": distributed.rank(), "epochs": len(history.history["loss"]),
+                  "threads": fastnn.get_num_threads()}))

@@ -21,7 +21,8 @@ distributed.broadcast_parameters(model)
 if r == 1:
     assert not np.allclose(before, model.state_dict()["0.kernel"]), "rank 1 began as rank 0"
 
-opt = distributed.DistributedOptimizer(Adam(model.parameters(), lr=0.05))
+# buckets of at most 100 bytes: three buffers here, one holding two parameters
+opt = distributed.DistributedOptimizer(Adam(model.parameters(), lr=0.05), bucket_bytes=100)
 rng = np.random.default_rng(3)
 for step in range(6):
     x = rng.standard_normal((12, 4)).astype(np.float32)
@@ -30,5 +31,6 @@ for step in range(6):
     opt.zero_grad()
     F.cross_entropy(model(fastnn.tensor(x[rows])), fastnn.tensor(y[rows])).backward()
     opt.step()
+assert size == 1 or len(opt._reducer._buckets) == 3, opt._reducer._buckets
 if r == 0:
     np.savez(sys.argv[1], **model.state_dict())
