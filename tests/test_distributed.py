@@ -92,6 +92,12 @@ def test_distributed_optimizer_on_half_batches_equals_one_process_on_whole(tmp_p
 
 
 @needs_mpi
+def test_collectives_on_two_ranks_and_a_shape_mismatch_raises_on_both():
+    proc = run_script("collectives.py", ranks=2, timeout=60)
+    assert sorted(proc.stdout.split("\n")[:2]) == ["rank 0 ok", "rank 1 ok"]
+
+
+@needs_mpi
 def test_a_rank_that_raises_ends_the_job_with_a_nonzero_status(tmp_path):
     start = time.monotonic()
     proc = run_script("failing_rank.py", ranks=2, timeout=60, check=False)
