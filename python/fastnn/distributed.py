@@ -29,8 +29,11 @@ the rank's fastnn seed and are drawn over the rank's own rows, so R ranks
 do not reproduce one process's masks (with the same ``manual_seed`` on all
 ranks, the ranks repeat one mask pattern over their shares; seed each rank
 differently, e.g. ``manual_seed(seed + rank())``, for independent masks:
-the weights are broadcast anyway). Augmentation by ``flow`` is drawn for
-the global batch, so it is the same as in one process.
+the weights are broadcast anyway). ``BatchNormalization`` normalises with
+the statistics of the rank's share and keeps its own moving averages (rank
+0's are saved). Augmentation by ``flow`` is drawn for the global batch, so
+it is the same as in one process (every rank warps the whole batch and
+keeps its share).
 
 An uncaught exception on any rank prints ``fastnn.distributed: rank R
 failed: ...`` and aborts the whole job (MPI_Abort) with a non-zero status,
