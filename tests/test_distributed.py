@@ -243,3 +243,19 @@ def test_fastnn_imports_and_trains_without_mpi4py_even_under_a_launcher():
         "print('ok')\n")
     proc = run_python(code, OMPI_COMM_WORLD_SIZE="2")
     assert proc.stdout.strip().endswith("ok")
+
+
+def test_fit_joins_the_world_by_itself_unless_told_not_to():
+    code = (
+        "import sys; sys.modules['mpi4py'] = None\n"
+        "import warnings; warnings.simplefilter('ignore')\n"
+        "import numpy as np\n"
+        "from fastnn import distributed, nn\n"
+        "from fastnn.models import Sequential\n"
+        "m = Sequential([nn.Dense(2, activation='softmax')])\n"
+        "m.compile(optimizer='sgd', loss='sparse_categorical_crossentropy')\n"
+        "m.fit(np.ones((4, 3), np.float32), np.array([0, 1, 0, 1]), verbose=0)\n"
+        "print(distributed.is_initialized())\n")
+    launched = {"OMPI_COMM_WORLD_SIZE": "2"}
+    assert run_python(code, **launched).stdout.split() == ["True"]
+    assert run_python(code, FASTNN_DISTRIBUTED="0", **launched).stdout.split() == ["False"]
