@@ -58,7 +58,7 @@ __all__ = ["DistributedOptimizer", "allreduce", "barrier", "broadcast", "broadca
            "init", "is_initialized", "rank", "world_size"]
 
 # environment variables that MPI launchers set in every rank they start
-_LAUNCH_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
+_LAUNCH_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
 _BUCKET_BYTES = 4 << 20
 
 _comm = None      # mpi4py's COMM_WORLD once init() found a world of several ranks
@@ -126,7 +126,9 @@ def _share_cores():
     cores it was bound to, when the launcher bound it), never raising a
     thread count that was set lower."""
     import fastnn  # the package's thread control (its C module is the runtime's)
-    local = _comm.Split_type(_MPI.COMM_TYPE_SHARED).Get_size()
+    node = _comm.Split_type(_MPI.COMM_TYPE_SHARED)
+    local = node.Get_size()
+    node.Free()
     bound = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     cores = os.cpu_count() or 1
     share = bound if bound is not None and bound < cores else cores // local
