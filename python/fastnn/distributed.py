@@ -298,7 +298,9 @@ class DistributedOptimizer:
     whole batch's gradient when each rank's loss is the mean over its own
     rows. A parameter without a gradient counts as zero on that rank, and
     keeps no gradient when no rank has one. Start from the same weights on
-    every rank: ``broadcast_parameters`` first."""
+    every rank: ``broadcast_parameters`` first. It is for loops of your own:
+    ``Sequential.fit`` averages the gradients itself, so compile the model
+    with the plain optimizer."""
 
     def __init__(self, optimizer, bucket_bytes=_BUCKET_BYTES):
         if not isinstance(optimizer, _optim.Optimizer):
