@@ -170,7 +170,7 @@ def allreduce(x, op="mean"):
     out = np.array(array, order="C", copy=True)
     if _comm is not None:
         _check_same(("allreduce", out.shape, out.dtype.str), "allreduce")
-        _reduce_in_place(out, "max" if op == "max" else "min" if op == "min" else "sum")
+        _reduce_in_place(out, "sum" if op == "mean" else op)
         if op == "mean":
             out /= out.dtype.type(world_size())
     return rewrap(out)
@@ -205,7 +205,7 @@ def broadcast_parameters(params, root=0):
     Tensors. Every rank must pass the same names, shapes and dtypes."""
     root = _root(root, "broadcast_parameters")
     tensors = _tensor_list(params, "broadcast_parameters")
-    if _comm is None or not tensors:
+    if _comm is None:
         return
     _check_same(("broadcast_parameters",) + tuple((t.shape, t.dtype.str) for t in tensors),
                 "broadcast_parameters")
