@@ -4,7 +4,7 @@ the ranks' shapes, which must raise ValueError on both, not hang."""
 import numpy as np
 
 import fastnn
-from fastnn import distributed
+from fastnn import distributed, nn
 
 distributed.init()
 r, size = distributed.rank(), distributed.world_size()
@@ -32,8 +32,12 @@ distributed.broadcast_parameters(params, root=1)
 np.testing.assert_array_equal(params[0].numpy(), np.ones((2, 3)))
 assert params[1].numpy().tolist() == [11] * 4 and params[1].dtype == np.int64
 
+unbuilt_on_rank_1 = nn.Sequential([nn.Dense(2)])
+if r == 0:
+    unbuilt_on_rank_1(np.ones((1, 3), np.float32))
 for call in (lambda: distributed.allreduce(np.zeros(2 + r, np.float32)),
-             lambda: distributed.broadcast_parameters([fastnn.tensor(np.zeros(2 + r))])):
+             lambda: distributed.broadcast_parameters([fastnn.tensor(np.zeros(2 + r))]),
+             lambda: distributed.broadcast_parameters(unbuilt_on_rank_1)):
     try:
         call()
     except ValueError as e:
