@@ -9,6 +9,7 @@
     python bench/run.py train [--keras-python PY]     # training it: fastnn, PyTorch, Keras
     python bench/run.py augment [--batch 64]           # ImageDataGenerator.flow, images/s
     python bench/run.py rnn [--shapes 64x50x128x256] [--cells lstm gru]  # vs PyTorch
+    python bench/run.py distributed [--ranks 2]      # 1 process x 2 threads vs 2 MPI ranks
 
 Every fastnn result is checked against a float64 NumPy reference before it is
 timed, and a wrong result stops the run with an error. The machines here are
@@ -1048,6 +1049,133 @@ def run_rnn(args, session):
     return rows
 
 
+# ------------------------------------------------------------------ distributed
+
+def add_distributed_arguments(p):
+    p.add_argument("--batch", type=int, default=64, help="global batch size (default: 64)")
+    p.add_argument("--steps", type=int, default=30, help="timed steps per sample (default: 30)")
+    p.add_argument("--ranks", type=int, default=2, help="MPI ranks (default: 2)")
+    p.add_argument("--bucket-mb", type=float, default=4.0,
+                   help="DistributedOptimizer's bucket size in MiB (default: 4)")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+
+
+def run_distributed(args, session):
+    """The seed's CNN (valid padding: Conv32-pool-Conv64-pool-Conv128-pool-
+    Dense512-Dense10, Adam) trained with DistributedOptimizer on a global
+    batch: 1 process x R threads against R ranks x 1 thread (mpiexec), and
+    1 process x 1 thread for scale, each in its own job, in turns; images/s
+    and what a step spends averaging the gradients. Speedup is against
+    1 process x R threads."""
+    import shutil
+    import subprocess
+    if args.worker:
+        return distributed_worker(args)
+    mpiexec = shutil.which("mpiexec", path=os.pathsep.join(
+        [os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
+    if mpiexec is None:
+        raise BenchError("distributed: no mpiexec found; pip install '.[distributed]'")
+    r = args.ranks
+    common = [sys.executable, os.path.abspath(__file__), "distributed", "--worker",
+              "--batch", str(args.batch), "--steps", str(args.steps),
+              "--bucket-mb", str(args.bucket_mb), "--repeat", "1"]
+    jobs = {"1 proc x 1 thr": (common + ["--threads", "1"], 1),
+            f"1 proc x {r} thr": (common + ["--threads", str(r)], r),
+            f"{r} ranks x 1 thr": ([mpiexec, "-n", str(r), "--oversubscribe"] + common
+                                   + ["--threads", "1"], 1)}
+    print(f"timing: the best of {args.repeat} jobs of {args.steps} steps of global batch "
+          f"{args.batch} (after 3 warm-up steps), the two kinds of job in turns")
+    best = {}
+    for rep in range(args.repeat):
+        for name in (list(jobs) if rep % 2 == 0 else list(reversed(jobs))):
+            cmd, threads = jobs[name]
+            env = dict(os.environ, OMP_NUM_THREADS=str(threads),
+                       OPENBLAS_NUM_THREADS=str(threads), OMPI_ALLOW_RUN_AS_ROOT="1",
+                       OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+            lines = [ln for ln in done.stdout.splitlines() if ln.startswith("DISTRIBUTED ")]
+            if done.returncode != 0 or not lines:
+                raise BenchError(f"distributed: {name} failed:\n{done.stderr[-2000:]}")
+            result = json.loads(lines[-1][len("DISTRIBUTED "):])
+            if name not in best or result["step_s"] < best[name]["step_s"]:
+                best[name] = result
+    session.table([("job", "job", ""), ("ms/step", "ms", ".1f"), ("images/s", "images_s", ",.0f"),
+                   ("allreduce ms", "allreduce_ms", ".2f"), ("pack ms", "pack_ms", ".2f"),
+                   ("bare allreduce ms", "bare_ms", ".2f"), ("speedup", "speedup", ".2f")])
+    base = best[f"1 proc x {r} thr"]["step_s"]
+    rows = []
+    for name, res in best.items():
+        row = {"bench": "distributed", "job": name, "ms": res["step_s"] * 1e3,
+               "images_s": args.batch / res["step_s"], "speedup": base / res["step_s"]}
+        if res["ranks"] > 1:
+            row.update(allreduce_ms=res["allreduce_s"] * 1e3, bare_ms=res["bare_allreduce_s"] * 1e3,
+                       pack_ms=(res["pack_s"] + res["unpack_s"]) * 1e3)
+        session.row(row)
+        rows.append(row)
+    print("allreduce ms: the gradients' allreduce inside a step (waiting for the slower rank "
+          "included); pack ms: copying them into and out of the buckets; bare allreduce ms: "
+          "the same buffers reduced alone, right after a barrier")
+    return rows
+
+
+def distributed_worker(args):
+    """One job of run_distributed: rank 0 prints DISTRIBUTED {json}."""
+    from fastnn import distributed, nn
+    from fastnn import functional as F
+    from fastnn.optim import Adam
+    distributed.init()
+    fastnn.set_num_threads(args.threads[0])
+    rank, size = distributed.rank(), distributed.world_size()
+    fastnn.manual_seed(0)
+    model = nn.Sequential([
+        nn.Conv2D(32, 3, activation="relu"), nn.MaxPooling2D(),
+        nn.Conv2D(64, 3, activation="relu"), nn.MaxPooling2D(),
+        nn.Conv2D(128, 3, activation="relu"), nn.MaxPooling2D(),
+        nn.Flatten(), nn.Dense(512, activation="relu"), nn.Dense(10)])
+    model(np.zeros((1, 32, 32, 3), np.float32))
+    opt = distributed.DistributedOptimizer(Adam(model.parameters(), lr=1e-3),
+                                           bucket_bytes=int(args.bucket_mb * (1 << 20)))
+    rng = np.random.default_rng(1)
+    n = args.batch
+    rows = slice(rank * n // size, (rank + 1) * n // size)
+    x = rng.random((n, 32, 32, 3), dtype=np.float32)[rows]
+    y = fastnn.tensor(rng.integers(0, 10, n)[rows])
+
+    def step():
+        opt.zero_grad()
+        F.cross_entropy(model(fastnn.tensor(x)), y).backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    reducer = opt._reducer
+    reducer.seconds = dict.fromkeys(reducer.seconds, 0.0)
+    distributed.barrier()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    elapsed = time.perf_counter() - t0
+    bare = float("nan")
+    if size > 1:
+        from mpi4py import MPI
+        buffers = [b.buffer for b in reducer._buckets]
+        bare = float("inf")
+        for _ in range(100):  # the best: both ranks on a core at once
+            distributed.barrier()
+            t = time.perf_counter()
+            MPI.Request.Waitall([MPI.COMM_WORLD.Iallreduce(MPI.IN_PLACE, b, op=MPI.SUM)
+                                 for b in buffers])
+            bare = min(bare, time.perf_counter() - t)
+    result = {"ranks": size, "step_s": distributed.allreduce(elapsed / args.steps, op="max"),
+              "allreduce_s": reducer.seconds["allreduce"] / args.steps,
+              "pack_s": reducer.seconds["pack"] / args.steps,
+              "unpack_s": reducer.seconds["unpack"] / args.steps,
+              "bare_allreduce_s": bare, "buckets": len(reducer._buckets)}
+    if rank == 0:
+        print("DISTRIBUTED " + json.dumps(result), flush=True)
+    return []
+
+
 # ------------------------------------------------------------------ main
 
 # name -> (help, add_arguments(parser), run(args, session) -> list of row dicts)
@@ -1066,6 +1194,9 @@ SUBCOMMANDS = {
                 "PyTorch's affine_grid + grid_sample", add_augment_arguments, run_augment),
     "rnn": ("LSTM and GRU layers, forward and forward+backward: fastnn against PyTorch",
             add_rnn_arguments, run_rnn),
+    "distributed": ("the seed's CNN trained over MPI: 1 process x R threads against R ranks "
+                    "x 1 thread, images/s and the time spent averaging gradients",
+                    add_distributed_arguments, run_distributed),
 }
 
 

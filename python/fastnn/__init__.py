@@ -17,23 +17,9 @@ from . import nn
 from . import losses, metrics, optim, regularizers
 from . import callbacks, data, datasets, models
 from .functional import concatenate, stack
+from ._backend import get_num_threads, set_num_threads
 
 __version__ = _C.build_info()["version"]
-
-
-def set_num_threads(n):
-    """Sets how many threads the CPU kernels use (OMP_NUM_THREADS sets the default)."""
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"set_num_threads: argument 'n' must be an int, got {type(n).__name__}")
-    if not 1 <= n <= _C.max_threads():
-        raise ValueError(
-            f"set_num_threads: argument 'n' must be in [1, {_C.max_threads()}], got {n}")
-    _C.set_num_threads(n)
-
-
-def get_num_threads():
-    """The number of threads the CPU kernels use."""
-    return _C.get_num_threads()
 
 
 def build_info():

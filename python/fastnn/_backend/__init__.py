@@ -11,7 +11,7 @@ from . import gpu as _gpu
 from .cpu import CPU
 from .gpu import GPU
 
-__all__ = ["CPU", "GPU", "of"]
+__all__ = ["CPU", "GPU", "get_num_threads", "of", "set_num_threads"]
 
 _ndarray = np.ndarray
 
@@ -30,3 +30,18 @@ def of(a):
     """The namespace for array a (a NumPy scalar, which ufuncs return for 0-d
     inputs, counts as a CPU array)."""
     return CPU if type(a) is _ndarray or isinstance(a, np.generic) else GPU
+
+
+def set_num_threads(n):
+    """Sets how many threads the CPU kernels use (OMP_NUM_THREADS sets the default)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads: argument 'n' must be an int, got {type(n).__name__}")
+    if not 1 <= n <= _C.max_threads():
+        raise ValueError(
+            f"set_num_threads: argument 'n' must be in [1, {_C.max_threads()}], got {n}")
+    _C.set_num_threads(n)
+
+
+def get_num_threads():
+    """The number of threads the CPU kernels use."""
+    return _C.get_num_threads()

@@ -13,6 +13,7 @@ import zipfile
 
 import numpy as np
 
+from .. import distributed as _distributed
 from .. import nn, regularizers
 from ..tensor import Tensor
 
@@ -108,6 +109,8 @@ def _write_npz(path, document, arrays):
     path = os.fspath(path)
     if not path.endswith(".npz"):
         path += ".npz" if not os.path.splitext(path)[1] else ""
+    if not _distributed.writes_files():  # under MPI, rank 0 alone writes
+        return path
     folder = os.path.dirname(os.path.abspath(path))
     text = json.dumps(document).encode("utf-8")
     payload = dict(arrays)

@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import _checks, _random
 from .. import callbacks as _callbacks
+from .. import distributed as _distributed
 from .. import losses as _losses
 from .. import nn
 from .. import optim as _optim
@@ -195,8 +196,10 @@ class Sequential(nn.Sequential):
         weights = _class_weights(class_weight)
         steps = len(batches) if steps_per_epoch is None else _positive(
             steps_per_epoch, "steps_per_epoch", "fit")
+        world = _distributed.fit_world(self, batches, steps)  # LOCAL unless under mpiexec
 
-        cbs, history = _callbacks.configure(callbacks, self, epochs, steps, verbose)
+        cbs, history = _callbacks.configure(world.callbacks(list(callbacks or [])), self, epochs,
+                                            steps, world.verbose(verbose))
         self.stop_training = False
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
@@ -207,14 +210,13 @@ class Sequential(nn.Sequential):
                 if steps is not None and step >= steps:
                     break
                 cbs.on_train_batch_begin(step, {"size": len(xb)})
-                out, loss = self._train_step(xb, yb, weights)
-                totals.add(out, yb, loss)
+                world.train_step(self, totals, xb, yb, weights)
                 cbs.on_train_batch_end(step, totals.logs(running=True))
                 if self.stop_training:
                     break
             logs = totals.logs()
             if validation_data is not None:
-                val = self.evaluate(vx, vy, batch_size=batch_size)
+                val = world.evaluate(self, vx, vy, batch_size)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -222,7 +224,7 @@ class Sequential(nn.Sequential):
         cbs.on_train_end()
         return history
 
-    def _train_step(self, xb, yb, weights):
+    def _train_step(self, xb, yb, weights, average_gradients=None):
         device = self._device()
         x = tensor(np.asarray(xb, dtype=np.float32))
         if device != "cpu":
@@ -238,6 +240,8 @@ class Sequential(nn.Sequential):
             loss = loss + penalty
         self.optimizer.zero_grad()
         loss.backward()
+        if average_gradients is not None:  # over MPI ranks (fastnn.distributed)
+            average_gradients(self.optimizer, len(xb))
         self.optimizer.step()
         return out, loss
 
