@@ -16,14 +16,7 @@ namespace fastnn {
 
 namespace {
 
-const PointwiseKernels& kernels() {
-#ifdef FASTNN_HAVE_X86_ISA
-  const Isa isa = active_isa();
-  if (isa == Isa::avx512) return pointwise_kernels_avx512();
-  if (isa == Isa::avx2) return pointwise_kernels_avx2();
-#endif
-  return pointwise_kernels_generic();
-}
+const PointwiseKernels& kernels() { return active_kernels<PointwiseKernels>(); }
 
 // Elements one thread handles before a second is worth its start-up
 // (a parallel region costs a few microseconds; these loops run at several

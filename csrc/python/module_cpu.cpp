@@ -190,9 +190,10 @@ PYBIND11_MODULE(_C, m) {
     d["compiler"] = compiler();
     d["openmp"] = openmp_enabled();
     d["threads"] = get_num_threads();
-    d["isa"] = isa_name(active_isa());
-    d["isa_best"] = isa_name(best_supported_isa());
-    d["isa_emulated"] = isa_emulated();
+    const IsaContext isa = isa_context();
+    d["isa"] = isa_name(isa.active);
+    d["isa_best"] = isa_name(isa.best);
+    d["isa_emulated"] = isa.emulated;
     return d;
   });
 }

@@ -5,6 +5,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernel_family.h"
+
 namespace fastnn {
 
 // Dropout ranges start at multiples of this (a multiple of every vector
@@ -37,10 +39,6 @@ struct PointwiseKernels {
   void (*axpy)(int64_t n, float alpha, const float* x, float* y);
 };
 
-const PointwiseKernels& pointwise_kernels_generic();
-#ifdef FASTNN_HAVE_X86_ISA
-const PointwiseKernels& pointwise_kernels_avx2();
-const PointwiseKernels& pointwise_kernels_avx512();
-#endif
+FASTNN_KERNEL_FAMILY(PointwiseKernels, pointwise)
 
 }  // namespace fastnn
