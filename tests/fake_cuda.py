@@ -4,6 +4,7 @@ run and are checked on a machine without a GPU. It implements the bindings'
 contract (float32 arrays, new results, same signatures); the CUDA kernels
 themselves are tested against NumPy in test_cuda_ops.py where a GPU is."""
 import numpy as np
+from reference import ops as ref
 
 from fastnn import _C
 
@@ -52,12 +53,8 @@ def _d(x):
     return FakeDeviceArray(np.asarray(x, np.float32))
 
 
-_UNARY = {"neg": np.negative, "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "abs": np.abs,
-          "relu": lambda x: np.maximum(x, 0), "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
-          "tanh": np.tanh}
-_UNARY_BACKWARD = {"relu": lambda y, g: g * (y > 0), "sigmoid": lambda y, g: g * y * (1 - y),
-                   "tanh": lambda y, g: g * (1 - y * y), "exp": lambda y, g: g * y,
-                   "sqrt": lambda y, g: g * 0.5 / y}
+_UNARY = {"neg": np.negative, "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "abs": np.abs}
+_UNARY_BACKWARD = {"exp": lambda y, g: g * y, "sqrt": lambda y, g: g * 0.5 / y}
 _BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
            "pow": np.power, "maximum": np.maximum, "minimum": np.minimum, "eq": np.equal,
            "gt": np.greater, "ge": np.greater_equal, "lt": np.less, "le": np.less_equal}
@@ -158,22 +155,6 @@ class FakeCudaModule:
         _h(c)[...] = out + np.float32(beta) * _h(c)
         return c
 
-    def softmax(self, x):
-        self._count("softmax")
-        return _d(_C.softmax(_h(x)))
-
-    def log_softmax(self, x):
-        self._count("log_softmax")
-        return _d(_C.log_softmax(_h(x)))
-
-    def softmax_backward(self, y, dy):
-        self._count("softmax_backward")
-        return _d(_C.softmax_backward(_h(y), _h(dy)))
-
-    def log_softmax_backward(self, y, dy):
-        self._count("log_softmax_backward")
-        return _d(_C.log_softmax_backward(_h(y), _h(dy)))
-
     def cross_entropy(self, logits, labels):
         self._count("cross_entropy")
         assert isinstance(labels, np.ndarray) and labels.dtype == np.int64
@@ -234,13 +215,40 @@ class FakeCudaModule:
     def adam_step(self, params, grads, *rest):
         self._optim("adam_step", params, grads, *rest)
 
-    def _rnn(self, name, *args):
+    def _rnn(self, name, *args, **needs):
         self._count(name)
         host = [_h(a) if isinstance(a, FakeDeviceArray) else a for a in args]
-        return tuple(None if r is None else _d(r) for r in getattr(_C, name)(*host))
+        return tuple(None if r is None else _d(r) for r in getattr(_C, name)(*host, **needs))
 
     def rnn_forward(self, *args):
         return self._rnn("rnn_forward", *args)
 
-    def rnn_backward(self, *args):
-        return self._rnn("rnn_backward", *args)
+    def rnn_backward(self, *args, **needs):
+        return self._rnn("rnn_backward", *args, **needs)
+
+
+def _host_kernel(name):
+    """A method running _C's kernel of this name on the host copies."""
+    def op(self, *arrays):
+        self._count(name)
+        return _d(getattr(_C, name)(*(_h(a) for a in arrays)))
+    return op
+
+
+def _reference_activation(name, backward):
+    """A method giving tests/reference/ops.py's float64 formula, in float32."""
+    def op(self, x, *dy, **param):
+        self._count(name + ("_backward" if backward else ""))
+        p = next(iter(param.values()), None)
+        if backward:
+            return _d(ref.activation_backward(name, _h(dy[0]), _h(x), p)[0])
+        return _d(ref.activation_forward(name, _h(x), p))
+    return op
+
+
+for _name in ("relu", "sigmoid", "tanh", "softmax", "log_softmax"):
+    setattr(FakeCudaModule, _name, _host_kernel(_name))
+    setattr(FakeCudaModule, _name + "_backward", _host_kernel(_name + "_backward"))
+for _name in ref.ACTIVATIONS:
+    setattr(FakeCudaModule, _name, _reference_activation(_name, False))
+    setattr(FakeCudaModule, _name + "_backward", _reference_activation(_name, True))

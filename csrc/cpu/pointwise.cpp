@@ -81,6 +81,16 @@ void tanh_backward(int64_t n, const float* y, const float* dy, float* dx) {
   unary_backward(kernels().tanh_backward, n, y, dy, dx);
 }
 
+void activation_forward(Activation a, int64_t n, const float* x, float* y, float param) {
+  const auto k = kernels().activation[int(a)];
+  split(n, [&](int64_t b, int64_t e) { k(e - b, x + b, y + b, param); });
+}
+void activation_backward(Activation a, int64_t n, const float* x, const float* dy, float* dx,
+                         float param) {
+  const auto k = kernels().activation_backward[int(a)];
+  split(n, [&](int64_t b, int64_t e) { k(e - b, x + b, dy + b, dx + b, param); });
+}
+
 void softmax_forward(int64_t rows, int64_t cols, const float* x, float* y) {
   rows_op(kernels().softmax, rows, cols, x, y);
 }

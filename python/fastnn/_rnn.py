@@ -63,9 +63,10 @@ def _run(cell, fn, x, h0, c0, w_x, w_h, b, step=False):
         if xp.name == "cpu":
             g_out, g_h, g_c = (None if g is None else np.ascontiguousarray(g, dtype=np.float32)
                                for g in (g_out, g_h, g_c))
-        need = [t is not None and t._rg for t in (x, h0, c0, w_x, w_h, b)]
+        need = {"need_" + k: t is not None and t._rg
+                for k, t in zip(("dx", "dh0", "dc0", "dw_x", "dw_h", "db"), tensors)}
         got = module.rnn_backward(cell, dx, dh0, dc0, dwx, dwh, out, gates, state, g_out, g_h,
-                                  g_c, *need)
+                                  g_c, **need)
         gx = got[0]
         if step and gx is not None:
             gx = xp.reshape(gx, tuple(x._data.shape))

@@ -231,7 +231,7 @@ def _sequence(cell, fn, x, h0, c0, w_x, w_h, b, grads=None, need_c=False):
             raise ValueError(f"{fn}: argument '{name}' must have shape {want}, got "
                              f"{_shape_str(g.shape)}")
     return module.rnn_backward(cell, x, h0, c0, w_x, w_h, out, gates, state, dout, dh, dc,
-                               True, True, need_c, True, True, True)
+                               need_dc0=need_c)
 
 
 def _gru_cell_name(reset_after):

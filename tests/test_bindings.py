@@ -1,0 +1,59 @@
+"""The two compiled modules mirror each other: every op that _C and _C_cuda
+both have takes the same arguments under the same names, and the fake GPU
+module of the tests (tests/fake_cuda.py) offers every kernel op of _C_cuda
+that the Python layer may call."""
+import re
+
+import pytest
+
+from fastnn import _C, cuda
+
+# _C_cuda's ops that _C leaves to NumPy, and its device management
+GPU_ONLY = {"DeviceArray", "assign", "binary", "broadcast_to", "copy", "current_device",
+            "device_count", "device_info", "fill", "init_error", "max", "permute", "reshape",
+            "scalar", "set_device", "sum", "synchronize", "unary", "unary_backward"}
+# _C's tools with no GPU counterpart: tests' references, runtime settings, augmentation
+CPU_ONLY_PATTERN = re.compile(r"_reference$|^_|isa|threads|gflops|keep_freed_memory|build_info|"
+                              r"affine_warp")
+
+
+def parameters(fn):
+    """The parameter names of a pybind11 function, from its signature line."""
+    line = fn.__doc__.strip().split("\n")[0]
+    args = line[line.index("(") + 1:line.rindex(") ->")]
+    return [a.split(":")[0].strip() for a in re.split(r",\s*(?![^\[]*\])", args) if a.strip()]
+
+
+def public_ops(module):
+    return {n for n in dir(module) if not n.startswith("__")}
+
+
+def check_mirror(gpu_module):
+    cpu_ops = {n for n in public_ops(_C) if not CPU_ONLY_PATTERN.search(n)}
+    gpu_ops = public_ops(gpu_module) - GPU_ONLY
+    assert cpu_ops == gpu_ops, (f"only in _C: {sorted(cpu_ops - gpu_ops)}, only in _C_cuda: "
+                                f"{sorted(gpu_ops - cpu_ops)}")
+    for name in sorted(cpu_ops):
+        cpu_params = parameters(getattr(_C, name))
+        if cpu_params[-1:] == ["reference"]:  # _C's switch to its plain loops, for tests
+            cpu_params.pop()
+        assert cpu_params == parameters(getattr(gpu_module, name)), name
+
+
+def test_signature_parser_reads_keyword_only_flags():
+    params = parameters(_C.rnn_backward)
+    assert params[:2] == ["cell", "x"] and "*" in params and params[-1] == "need_db"
+    assert parameters(_C.leaky_relu) == ["x", "negative_slope"]
+
+
+@pytest.mark.skipif(not cuda.is_built(), reason="fastnn was built without its CUDA module")
+def test_cuda_module_mirrors_the_cpu_module():
+    check_mirror(cuda._C_cuda)
+
+
+def test_fake_cuda_module_offers_every_kernel_op():
+    import fake_cuda
+    fake = fake_cuda.FakeCudaModule()
+    cpu_ops = {n for n in public_ops(_C) if not CPU_ONLY_PATTERN.search(n)}
+    missing = [n for n in sorted(cpu_ops) if not hasattr(fake, n)]
+    assert not missing, f"tests/fake_cuda.py lacks {missing}"
