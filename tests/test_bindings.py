@@ -57,3 +57,44 @@ def test_fake_cuda_module_offers_every_kernel_op():
     cpu_ops = {n for n in public_ops(_C) if not CPU_ONLY_PATTERN.search(n)}
     missing = [n for n in sorted(cpu_ops) if not hasattr(fake, n)]
     assert not missing, f"tests/fake_cuda.py lacks {missing}"
+
+
+def stub_parameters(path):
+    """{function: parameter names} of a .pyi file ('*' where keyword-only begin)."""
+    import ast
+    tree = ast.parse(path.read_text())
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            a = node.args
+            out[node.name] = [p.arg for p in a.args] + (["*"] if a.kwonlyargs else []) + [
+                p.arg for p in a.kwonlyargs]
+    return out
+
+
+def test_stub_of_the_cpu_module_lists_every_op_with_its_parameters():
+    """python/fastnn/_C.pyi (shipped with py.typed) stays in step with _C."""
+    import pathlib
+
+    import fastnn
+    package = pathlib.Path(fastnn.__file__).parent
+    assert (package / "py.typed").exists()
+    stub = stub_parameters(package / "_C.pyi")
+    ops = {n for n in public_ops(_C)}
+    assert set(stub) == ops, (f"missing in _C.pyi: {sorted(ops - set(stub))}, "
+                              f"not in _C: {sorted(set(stub) - ops)}")
+    for name in sorted(ops):
+        assert stub[name] == parameters(getattr(_C, name)), name
+
+
+def test_stub_of_the_cuda_module_mirrors_the_cpu_stub():
+    import pathlib
+
+    import fastnn
+    package = pathlib.Path(fastnn.__file__).parent
+    cpu, gpu = stub_parameters(package / "_C.pyi"), stub_parameters(package / "_C_cuda.pyi")
+    for name in sorted(set(cpu) & set(gpu)):
+        want = cpu[name][:-1] if cpu[name][-1:] == ["reference"] else cpu[name]
+        assert gpu[name] == want, name
+    if cuda.is_built():
+        assert set(gpu) == {n for n in public_ops(cuda._C_cuda) if n != "DeviceArray"}
