@@ -109,3 +109,52 @@ def test_gpu_module_has_the_same_names_and_keywords(name, fake_gpu):
         np.testing.assert_allclose(g, _backend.CPU.pointwise_backward(name, x, x, **param),
                                    rtol=1e-5, atol=1e-6)
     assert fake_gpu.calls[name] == len(params_of(name))
+
+
+# ---------------------------------------------------------------- F's thin ops
+TORCH_OF = {  # F's op and keywords -> PyTorch's
+    ("elu", ()): lambda t, x: t.nn.functional.elu(x),
+    ("elu", (("alpha", 0.5),)): lambda t, x: t.nn.functional.elu(x, alpha=0.5),
+    ("selu", ()): lambda t, x: t.nn.functional.selu(x),
+    ("gelu", ()): lambda t, x: t.nn.functional.gelu(x),
+    ("gelu", (("approximate", True),)): lambda t, x: t.nn.functional.gelu(x, approximate="tanh"),
+    ("silu", ()): lambda t, x: t.nn.functional.silu(x),
+    ("swish", ()): lambda t, x: t.nn.functional.silu(x),
+    ("softplus", ()): lambda t, x: t.nn.functional.softplus(x),
+    ("softsign", ()): lambda t, x: t.nn.functional.softsign(x),
+    ("leaky_relu", ()): lambda t, x: t.nn.functional.leaky_relu(x, 0.2),
+    ("leaky_relu", (("negative_slope", 0.01),)): lambda t, x: t.nn.functional.leaky_relu(x, 0.01),
+    ("hard_sigmoid", ()): lambda t, x: t.nn.functional.hardsigmoid(x),
+    ("exponential", ()): lambda t, x: t.exp(x),
+}
+
+
+@pytest.mark.parametrize("op,kw", list(TORCH_OF), ids=lambda v: str(v))
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_functional_op_matches_pytorch(op, kw, device, request):
+    """F's op and its gradient through autograd against PyTorch's function,
+    on the CPU and on the (fake) GPU."""
+    torch = pytest.importorskip("torch")
+    import fastnn
+    import fastnn.functional as F
+    if device == "cuda":
+        request.getfixturevalue("fake_gpu")
+    x = np.random.default_rng(0).standard_normal((5, 7)).astype(np.float32) * 3
+    x.flat[:4] = [0.0, -3.0, 3.0, 40.0]
+    g = np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)
+    xd = fastnn.tensor(x, requires_grad=True).to(device)
+    y = getattr(F, op)(xd, **dict(kw))
+    (y * fastnn.tensor(g).to(device)).sum().backward()
+    tx = torch.tensor(x, requires_grad=True)
+    ty = TORCH_OF[op, kw](torch, tx)
+    (ty * torch.tensor(g)).sum().backward()
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(xd.grad.numpy(), tx.grad.numpy(), rtol=2e-5, atol=2e-6)
+
+
+def test_functional_ops_check_their_parameter():
+    import fastnn.functional as F
+    with pytest.raises(TypeError, match="leaky_relu: argument 'negative_slope' must be a real"):
+        F.leaky_relu(np.ones(3, np.float32), negative_slope="0.1")
+    with pytest.raises(TypeError, match="elu: argument 'alpha'"):
+        F.elu(np.ones(3, np.float32), alpha=None)
