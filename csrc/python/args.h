@@ -11,7 +11,22 @@
 #include <vector>
 
 #include "fastnn/check.h"
+#include "fastnn/optim.h"
 #include "fastnn/pointwise_math.h"
+
+namespace fastnn {
+
+// One function per kernel family and module, defined by
+// csrc/python/bind_<family>.cpp (_C) and csrc/python/cuda/bind_<family>.cpp
+// (_C_cuda); augment has no CUDA version.
+void bind_pointwise(pybind11::module_& m);
+void bind_conv(pybind11::module_& m);
+void bind_pool(pybind11::module_& m);
+void bind_optim(pybind11::module_& m);
+void bind_rnn(pybind11::module_& m);
+void bind_augment(pybind11::module_& m);
+
+}  // namespace fastnn
 
 namespace fastnn::py_args {
 
@@ -74,15 +89,84 @@ inline std::vector<int64_t> labels_arg(const py::handle& obj, int64_t rows, cons
   return std::vector<int64_t>(p, p + labels.shape(0));
 }
 
-// Which gradients rnn_backward computes: its keyword-only need_* flags
-// (all true by default), in both modules.
+// rnn_forward's and rnn_backward's arguments, the same in both modules:
+// the cell, the input and initial states, the weights; backward adds the
+// forward's saved arrays, the gradients of its outputs and its keyword-only
+// need_* flags (all true by default) saying which gradients to compute.
 struct RnnNeed {
   bool dx, dh0, dc0, dw_x, dw_h, db;
 };
-#define FASTNN_RNN_NEED_ARGS                                                         \
-  py::kw_only(), py::arg("need_dx") = true, py::arg("need_dh0") = true,              \
+#define FASTNN_RNN_INPUT_ARGS                                                       \
+  py::arg("cell"), py::arg("x"), py::arg("h0").none(true), py::arg("c0").none(true), \
+      py::arg("w_x"), py::arg("w_h")
+#define FASTNN_RNN_BACKWARD_ARGS                                                         \
+  FASTNN_RNN_INPUT_ARGS, py::arg("out"), py::arg("gates"), py::arg("state").none(true),  \
+      py::arg("dout").none(true), py::arg("dh").none(true), py::arg("dc").none(true),    \
+      py::kw_only(), py::arg("need_dx") = true, py::arg("need_dh0") = true,              \
       py::arg("need_dc0") = true, py::arg("need_dw_x") = true, py::arg("need_dw_h") = true, \
       py::arg("need_db") = true
+
+// A list argument of an optimizer step by its name (None: unused).
+struct NamedList {
+  const char* name;
+  py::object list;
+};
+
+// Binds the four fused optimizer steps under `names` (sgd, adagrad,
+// rmsprop, adam) with the arguments both modules take: lists of arrays (a
+// state list None where the options leave it unused), the steps, the
+// hyperparameters as fastnn/optim.h's option structs. The module's
+// `step(fn, params, grads, states, steps, options)` checks the arrays and
+// runs the step in place.
+template <class Step>
+void def_optim_steps(py::module_& m, const char* const (&names)[4], Step step) {
+  using O = const py::object&;
+  m.def(names[0], [fn = names[0], step](O params, O grads, O momentum_buffers, O steps, double lr,
+                                         double momentum, double dampening, double weight_decay,
+                                         bool nesterov) {
+    step(fn, params, grads, {{"momentum_buffers", momentum_buffers}}, steps,
+         SgdOptions{lr, momentum, dampening, weight_decay, nesterov});
+  }, py::arg("params"), py::arg("grads"), py::arg("momentum_buffers").none(true),
+     py::arg("steps"), py::arg("lr"), py::arg("momentum"), py::arg("dampening"),
+     py::arg("weight_decay"), py::arg("nesterov"),
+     "torch.optim.SGD's update of every params[i] in place; momentum_buffers (None without "
+     "momentum) are set to the gradient on step 1");
+  m.def(names[1], [fn = names[1], step](O params, O grads, O sums, O steps, double lr,
+                                         double lr_decay, double weight_decay, double eps) {
+    step(fn, params, grads, {{"sums", sums}}, steps,
+         AdagradOptions{lr, lr_decay, weight_decay, eps});
+  }, py::arg("params"), py::arg("grads"), py::arg("sums"), py::arg("steps"), py::arg("lr"),
+     py::arg("lr_decay"), py::arg("weight_decay"), py::arg("eps"),
+     "torch.optim.Adagrad's update of every params[i] and sums[i] in place");
+  m.def(names[2], [fn = names[2], step](O params, O grads, O square_avgs, O momentum_buffers,
+                                         O grad_avgs, O steps, double lr, double alpha,
+                                         double eps, double weight_decay, double momentum,
+                                         bool centered) {
+    step(fn, params, grads,
+         {{"square_avgs", square_avgs}, {"momentum_buffers", momentum_buffers},
+          {"grad_avgs", grad_avgs}},
+         steps, RmspropOptions{lr, alpha, eps, weight_decay, momentum, centered});
+  }, py::arg("params"), py::arg("grads"), py::arg("square_avgs"),
+     py::arg("momentum_buffers").none(true), py::arg("grad_avgs").none(true), py::arg("steps"),
+     py::arg("lr"), py::arg("alpha"), py::arg("eps"), py::arg("weight_decay"),
+     py::arg("momentum"), py::arg("centered"),
+     "torch.optim.RMSprop's update in place (momentum_buffers: momentum > 0, grad_avgs: "
+     "centered, else None)");
+  m.def(names[3], [fn = names[3], step](O params, O grads, O exp_avgs, O exp_avg_sqs,
+                                         O max_exp_avg_sqs, O steps, double lr, double beta1,
+                                         double beta2, double eps, double weight_decay,
+                                         bool amsgrad, bool decoupled_weight_decay) {
+    step(fn, params, grads,
+         {{"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs},
+          {"max_exp_avg_sqs", max_exp_avg_sqs}},
+         steps, AdamOptions{lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled_weight_decay});
+  }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"),
+     py::arg("max_exp_avg_sqs").none(true), py::arg("steps"), py::arg("lr"), py::arg("beta1"),
+     py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("amsgrad"),
+     py::arg("decoupled_weight_decay"),
+     "torch.optim.Adam's (AdamW's with decoupled_weight_decay) update in place; "
+     "max_exp_avg_sqs: amsgrad, else None");
+}
 
 // The activations of pointwise_math.h's list, the same names and keywords
 // in both modules: name(x[, param]) and name_backward(x, dy[, param]), the

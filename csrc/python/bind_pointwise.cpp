@@ -29,50 +29,43 @@ std::pair<int64_t, int64_t> rows_cols(const py::array& x, const char* fn) {
   return {cols == 0 ? 0 : int64_t(x.size()) / cols, cols};
 }
 
-void bind_unary(py::module_& m, const char* name, UnaryFn fwd, const char* bwd_name,
-                UnaryBackwardFn bwd) {
-  m.def(name, [name, fwd](const py::array& x) {
+// name(x) -> y and bwd_name(y, dy) -> dx over the rows of x's last axis
+// (by_rows), or over the whole array as one row.
+void bind_pair(py::module_& m, const char* name, RowsFn fwd, const char* bwd_name,
+               RowsBackwardFn bwd, bool by_rows) {
+  const auto shape = [by_rows](const py::array& a, const char* fn) {
+    return by_rows ? rows_cols(a, fn) : std::pair<int64_t, int64_t>{1, int64_t(a.size())};
+  };
+  m.def(name, [name, fwd, shape](const py::array& x) {
     const float* xp = in_f32(x, name, "x");
-    auto y = empty_like(x);
-    float* yp = y.mutable_data();
-    py::gil_scoped_release release;
-    fwd(int64_t(x.size()), xp, yp);
-    return y;
-  }, py::arg("x"));
-  m.def(bwd_name, [bwd_name, bwd](const py::array& y, const py::array& dy) {
-    check_same_shape(y, dy, bwd_name, "y", "dy");
-    const float* yp = in_f32(y, bwd_name, "y");
-    const float* dyp = in_f32(dy, bwd_name, "dy");
-    auto dx = empty_like(y);
-    float* dxp = dx.mutable_data();
-    py::gil_scoped_release release;
-    bwd(int64_t(y.size()), yp, dyp, dxp);
-    return dx;
-  }, py::arg("y"), py::arg("dy"));
-}
-
-void bind_rows(py::module_& m, const char* name, RowsFn fwd, const char* bwd_name,
-               RowsBackwardFn bwd) {
-  m.def(name, [name, fwd](const py::array& x) {
-    const float* xp = in_f32(x, name, "x");
-    const auto [rows, cols] = rows_cols(x, name);
+    const auto [rows, cols] = shape(x, name);
     auto y = empty_like(x);
     float* yp = y.mutable_data();
     py::gil_scoped_release release;
     fwd(rows, cols, xp, yp);
     return y;
   }, py::arg("x"));
-  m.def(bwd_name, [bwd_name, bwd](const py::array& y, const py::array& dy) {
+  m.def(bwd_name, [bwd_name, bwd, shape](const py::array& y, const py::array& dy) {
     check_same_shape(y, dy, bwd_name, "y", "dy");
     const float* yp = in_f32(y, bwd_name, "y");
     const float* dyp = in_f32(dy, bwd_name, "dy");
-    const auto [rows, cols] = rows_cols(y, bwd_name);
+    const auto [rows, cols] = shape(y, bwd_name);
     auto dx = empty_like(y);
     float* dxp = dx.mutable_data();
     py::gil_scoped_release release;
     bwd(rows, cols, yp, dyp, dxp);
     return dx;
   }, py::arg("y"), py::arg("dy"));
+}
+
+// An elementwise kernel as a RowsFn over rows * cols elements.
+template <UnaryFn F>
+void whole(int64_t rows, int64_t cols, const float* x, float* y) {
+  F(rows * cols, x, y);
+}
+template <UnaryBackwardFn F>
+void whole_backward(int64_t rows, int64_t cols, const float* y, const float* dy, float* dx) {
+  F(rows * cols, y, dy, dx);
 }
 
 // The labels of (rows, cols) logits, a private copy (py_args::labels_arg).
@@ -85,9 +78,12 @@ std::vector<int64_t> labels_for(const py::array& logits, const py::array& labels
 }  // namespace
 
 void bind_pointwise(py::module_& m) {
-  bind_unary(m, "relu", relu_forward, "relu_backward", relu_backward);
-  bind_unary(m, "sigmoid", sigmoid_forward, "sigmoid_backward", sigmoid_backward);
-  bind_unary(m, "tanh", tanh_forward, "tanh_backward", tanh_backward);
+  bind_pair(m, "relu", whole<relu_forward>, "relu_backward", whole_backward<relu_backward>,
+            false);
+  bind_pair(m, "sigmoid", whole<sigmoid_forward>, "sigmoid_backward",
+            whole_backward<sigmoid_backward>, false);
+  bind_pair(m, "tanh", whole<tanh_forward>, "tanh_backward", whole_backward<tanh_backward>,
+            false);
   py_args::def_activations(
       m,
       [](Activation a, const py::object& x_obj, float p, const char* fn) {
@@ -114,8 +110,9 @@ void bind_pointwise(py::module_& m) {
         activation_backward(a, int64_t(x.size()), xp, dyp, dxp, p);
         return dx;
       });
-  bind_rows(m, "softmax", softmax_forward, "softmax_backward", softmax_backward);
-  bind_rows(m, "log_softmax", log_softmax_forward, "log_softmax_backward", log_softmax_backward);
+  bind_pair(m, "softmax", softmax_forward, "softmax_backward", softmax_backward, true);
+  bind_pair(m, "log_softmax", log_softmax_forward, "log_softmax_backward", log_softmax_backward,
+            true);
 
   m.def("cross_entropy", [](const py::array& logits, const py::array& labels) {
     const char* fn = "cross_entropy";

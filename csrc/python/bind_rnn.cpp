@@ -178,8 +178,7 @@ void bind_rnn(py::module_& m) {
                           const py::object& c0, const py::array& w_x, const py::array& w_h,
                           const py::array& b, bool training) {
       return forward(f, name, cell, x, h0, c0, w_x, w_h, b, training);
-    }, py::arg("cell"), py::arg("x"), py::arg("h0").none(true), py::arg("c0").none(true),
-       py::arg("w_x"), py::arg("w_h"), py::arg("b"), py::arg("training"), doc);
+    }, FASTNN_RNN_INPUT_ARGS, py::arg("b"), py::arg("training"), doc);
   };
   const auto def_backward = [&m](const char* name, BackwardFn f, const char* doc) {
     m.def(name, [name, f](const std::string& cell, const py::array& x, const py::object& h0,
@@ -190,10 +189,7 @@ void bind_rnn(py::module_& m) {
                           bool need_dw_h, bool need_db) {
       return backward(f, name, cell, x, h0, c0, w_x, w_h, out, gates, state, dout, dh, dc,
                       {need_dx, need_dh0, need_dc0, need_dw_x, need_dw_h, need_db});
-    }, py::arg("cell"), py::arg("x"), py::arg("h0").none(true), py::arg("c0").none(true),
-       py::arg("w_x"), py::arg("w_h"), py::arg("out"), py::arg("gates"),
-       py::arg("state").none(true), py::arg("dout").none(true), py::arg("dh").none(true),
-       py::arg("dc").none(true), FASTNN_RNN_NEED_ARGS, doc);
+    }, FASTNN_RNN_BACKWARD_ARGS, doc);
   };
   def_forward("rnn_forward", rnn_forward,
               "(out (B,T,H), h_T, c_T or None, gates or None, state or None) of an LSTM or GRU "

@@ -10,20 +10,13 @@
 #include "fastnn/parallel.h"
 #include "fastnn/runtime.h"
 #include "fastnn/selftest.h"
+#include "args.h"
 #include "arrays.h"
 
 namespace py = pybind11;
 using namespace fastnn;
 using namespace fastnn::py_arrays;
 
-namespace fastnn {
-void bind_pointwise(py::module_& m);  // bind_pointwise.cpp
-void bind_conv(py::module_& m);       // bind_conv.cpp
-void bind_pool(py::module_& m);       // bind_pool.cpp
-void bind_optim(py::module_& m);      // bind_optim.cpp
-void bind_augment(py::module_& m);    // bind_augment.cpp
-void bind_rnn(py::module_& m);        // bind_rnn.cpp
-}
 
 namespace {
 

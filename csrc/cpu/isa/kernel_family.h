@@ -38,25 +38,22 @@ const Table& active_kernels() {
 }  // namespace fastnn
 
 #ifdef FASTNN_HAVE_X86_ISA
-#define FASTNN_KERNEL_FAMILY(Table, family)                                           \
-  const Table& family##_kernels_generic();                                            \
-  const Table& family##_kernels_avx2();                                               \
-  const Table& family##_kernels_avx512();                                             \
-  template <>                                                                         \
-  struct KernelFamily<Table> {                                                        \
-    static constexpr const Table& (*tables[3])() = {                                  \
-        family##_kernels_generic, family##_kernels_avx2, family##_kernels_avx512};    \
-  };
+#define FASTNN_KERNEL_LIST(family) \
+  family##_kernels_generic, family##_kernels_avx2, family##_kernels_avx512
 #else
 // Only the portable tables exist; active_isa() is then always generic.
-#define FASTNN_KERNEL_FAMILY(Table, family)                                           \
-  const Table& family##_kernels_generic();                                            \
-  template <>                                                                         \
-  struct KernelFamily<Table> {                                                        \
-    static constexpr const Table& (*tables[3])() = {                                  \
-        family##_kernels_generic, family##_kernels_generic, family##_kernels_generic}; \
-  };
+#define FASTNN_KERNEL_LIST(family) \
+  family##_kernels_generic, family##_kernels_generic, family##_kernels_generic
 #endif
+
+#define FASTNN_KERNEL_FAMILY(Table, family)                                 \
+  const Table& family##_kernels_generic();                                  \
+  const Table& family##_kernels_avx2();                                     \
+  const Table& family##_kernels_avx512();                                   \
+  template <>                                                               \
+  struct KernelFamily<Table> {                                              \
+    static constexpr const Table& (*tables[3])() = {FASTNN_KERNEL_LIST(family)}; \
+  };
 
 // In an isa/<family>_<isa>.cpp (FASTNN_ISA defined): the name of its table
 // function, <family>_kernels_<isa>.

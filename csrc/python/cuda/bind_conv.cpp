@@ -1,27 +1,18 @@
 // _C_cuda bindings of the convolution (csrc/cuda/conv2d.h), the mirror of
 // csrc/python/bind_conv.cpp: x (N,H,W,C), w (KH,KW,C,F), b (F,) and dy as
 // DeviceArrays; padding "valid", "same" or "explicit" (ph, pw).
-#include <pybind11/numpy.h>
-#include <pybind11/pybind11.h>
-
 #include <optional>
 #include <string>
 
 #include "cuda/conv2d.h"
 #include "python/cuda/device_args.h"
 
-namespace py = pybind11;
-using fastnn::str_cat;
-using fastnn::cuda::DeviceBuffer;
-using namespace fastnn::py_args;
-namespace cu = fastnn::cuda;
-
 namespace fastnn {
 
+using namespace py_args;
+namespace cu = cuda;
+
 void bind_conv(py::module_& m) {
-  // Convolution and pooling (csrc/cuda/conv2d.h, pool2d.h), with fastnn._C's
-  // arguments: x (N,H,W,C), w (KH,KW,C,F), b (F,) and dy as DeviceArrays;
-  // padding "valid", "same" or "explicit" (ph, pw; convolutions only).
   m.def(
       "conv2d",
       [](const py::object& x_obj, const py::object& w_obj, const py::object& b_obj, int64_t sh,

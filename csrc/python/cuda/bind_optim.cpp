@@ -1,8 +1,5 @@
 // _C_cuda bindings of the fused optimizer steps (csrc/cuda/optim.h), the
 // mirror of csrc/python/bind_optim.cpp.
-#include <pybind11/numpy.h>
-#include <pybind11/pybind11.h>
-
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -10,14 +7,10 @@
 #include "cuda/optim.h"
 #include "python/cuda/device_args.h"
 
-namespace py = pybind11;
-using fastnn::str_cat;
-using fastnn::cuda::DeviceBuffer;
-using fastnn::cuda::shape_str;
-using namespace fastnn::py_args;
-namespace cu = fastnn::cuda;
-
 namespace fastnn {
+
+using namespace py_args;
+namespace cu = cuda;
 
 namespace {
 
@@ -39,7 +32,7 @@ py::sequence list_arg(const py::object& obj, const char* fn, const char* name) {
 }
 
 DeviceStep device_step(const char* fn, const py::object& params_obj, const py::object& grads_obj,
-                       const std::vector<std::pair<const char*, py::object>>& states,
+                       const std::vector<NamedList>& states,
                        const py::object& steps_obj) {
   const py::sequence params = list_arg(params_obj, fn, "params");
   const size_t n = params.size();
@@ -53,7 +46,7 @@ DeviceStep device_step(const char* fn, const py::object& params_obj, const py::o
   const py::sequence steps = sized(steps_obj, "steps");
   std::vector<py::sequence> state_lists;
   for (const auto& st : states)
-    state_lists.push_back(st.second.is_none() ? py::sequence() : sized(st.second, st.first));
+    state_lists.push_back(st.list.is_none() ? py::sequence() : sized(st.list, st.name));
   DeviceStep out;
   std::vector<const float*> written, read;
   for (size_t i = 0; i < n; ++i) {
@@ -77,8 +70,8 @@ DeviceStep device_step(const char* fn, const py::object& params_obj, const py::o
     written.push_back(t.p);
     read.push_back(t.g);
     for (size_t j = 0; j < states.size(); ++j) {
-      if (states[j].second.is_none()) continue;
-      const std::string sname = str_cat(states[j].first, "[", i, "]");
+      if (states[j].list.is_none()) continue;
+      const std::string sname = str_cat(states[j].name, "[", i, "]");
       const py::object s_obj = state_lists[j][i];
       DeviceBuffer& s = mutable_device_arg(s_obj, fn, sname.c_str());
       same(s, sname);
@@ -107,79 +100,24 @@ DeviceStep device_step(const char* fn, const py::object& params_obj, const py::o
   return out;
 }
 
+// The step as fastnn._C runs it, on the GPU.
+void run(const std::vector<OptimTensor>& t, const SgdOptions& o) { cu::sgd_step(t, o); }
+void run(const std::vector<OptimTensor>& t, const AdagradOptions& o) { cu::adagrad_step(t, o); }
+void run(const std::vector<OptimTensor>& t, const RmspropOptions& o) { cu::rmsprop_step(t, o); }
+void run(const std::vector<OptimTensor>& t, const AdamOptions& o) { cu::adam_step(t, o); }
+
 }  // namespace
 
 void bind_optim(py::module_& m) {
-  namespace cu = fastnn::cuda;
-  m.def(
-      "sgd_step",
-      [](const py::object& params, const py::object& grads, const py::object& momentum_buffers,
-         const py::object& steps, double lr, double momentum, double dampening,
-         double weight_decay, bool nesterov) {
-        DeviceStep a = device_step("sgd_step", params, grads,
-                                   {{"momentum_buffers", momentum_buffers}}, steps);
-        const fastnn::SgdOptions o{lr, momentum, dampening, weight_decay, nesterov};
-        fastnn::cuda::DeviceGuard guard(a.device);
-        py::gil_scoped_release release;
-        cu::sgd_step(a.tensors, o);
-      },
-      py::arg("params"), py::arg("grads"), py::arg("momentum_buffers").none(true),
-      py::arg("steps"), py::arg("lr"), py::arg("momentum"), py::arg("dampening"),
-      py::arg("weight_decay"), py::arg("nesterov"), "fastnn._C.sgd_step on DeviceArrays");
-  m.def(
-      "adagrad_step",
-      [](const py::object& params, const py::object& grads, const py::object& sums,
-         const py::object& steps, double lr, double lr_decay, double weight_decay, double eps) {
-        DeviceStep a = device_step("adagrad_step", params, grads, {{"sums", sums}}, steps);
-        const fastnn::AdagradOptions o{lr, lr_decay, weight_decay, eps};
-        fastnn::cuda::DeviceGuard guard(a.device);
-        py::gil_scoped_release release;
-        cu::adagrad_step(a.tensors, o);
-      },
-      py::arg("params"), py::arg("grads"), py::arg("sums"), py::arg("steps"), py::arg("lr"),
-      py::arg("lr_decay"), py::arg("weight_decay"), py::arg("eps"),
-      "fastnn._C.adagrad_step on DeviceArrays");
-  m.def(
-      "rmsprop_step",
-      [](const py::object& params, const py::object& grads, const py::object& square_avgs,
-         const py::object& momentum_buffers, const py::object& grad_avgs,
-         const py::object& steps, double lr, double alpha, double eps, double weight_decay,
-         double momentum, bool centered) {
-        DeviceStep a = device_step("rmsprop_step", params, grads,
-                                   {{"square_avgs", square_avgs},
-                                    {"momentum_buffers", momentum_buffers},
-                                    {"grad_avgs", grad_avgs}},
-                                   steps);
-        const fastnn::RmspropOptions o{lr, alpha, eps, weight_decay, momentum, centered};
-        fastnn::cuda::DeviceGuard guard(a.device);
-        py::gil_scoped_release release;
-        cu::rmsprop_step(a.tensors, o);
-      },
-      py::arg("params"), py::arg("grads"), py::arg("square_avgs"),
-      py::arg("momentum_buffers").none(true), py::arg("grad_avgs").none(true), py::arg("steps"),
-      py::arg("lr"), py::arg("alpha"), py::arg("eps"), py::arg("weight_decay"),
-      py::arg("momentum"), py::arg("centered"), "fastnn._C.rmsprop_step on DeviceArrays");
-  m.def(
-      "adam_step",
-      [](const py::object& params, const py::object& grads, const py::object& exp_avgs,
-         const py::object& exp_avg_sqs, const py::object& max_exp_avg_sqs,
-         const py::object& steps, double lr, double beta1, double beta2, double eps,
-         double weight_decay, bool amsgrad, bool decoupled_weight_decay) {
-        DeviceStep a = device_step("adam_step", params, grads,
-                                   {{"exp_avgs", exp_avgs},
-                                    {"exp_avg_sqs", exp_avg_sqs},
-                                    {"max_exp_avg_sqs", max_exp_avg_sqs}},
-                                   steps);
-        const fastnn::AdamOptions o{lr, beta1, beta2, eps, weight_decay, amsgrad,
-                                    decoupled_weight_decay};
-        fastnn::cuda::DeviceGuard guard(a.device);
-        py::gil_scoped_release release;
-        cu::adam_step(a.tensors, o);
-      },
-      py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"),
-      py::arg("max_exp_avg_sqs").none(true), py::arg("steps"), py::arg("lr"), py::arg("beta1"),
-      py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("amsgrad"),
-      py::arg("decoupled_weight_decay"), "fastnn._C.adam_step on DeviceArrays");
+  static const char* const names[4] = {"sgd_step", "adagrad_step", "rmsprop_step", "adam_step"};
+  def_optim_steps(m, names, [](const char* fn, const py::object& params, const py::object& grads,
+                               const std::vector<NamedList>& states, const py::object& steps,
+                               const auto& options) {
+    DeviceStep a = device_step(fn, params, grads, states, steps);
+    cuda::DeviceGuard guard(a.device);
+    py::gil_scoped_release release;
+    run(a.tensors, options);
+  });
 }
 
 }  // namespace fastnn

@@ -1,37 +1,31 @@
 // _C_cuda bindings of the pointwise kernels (csrc/cuda/pointwise.h), the
 // mirror of csrc/python/bind_pointwise.cpp: the same op names and keywords,
 // plus the arithmetic primitives that _C leaves to NumPy.
-#include <pybind11/numpy.h>
-#include <pybind11/pybind11.h>
-
 #include <string>
 #include <vector>
 
 #include "cuda/pointwise.h"
 #include "python/cuda/device_args.h"
 
-namespace py = pybind11;
-using fastnn::str_cat;
-using fastnn::cuda::DeviceBuffer;
-using fastnn::cuda::shape_str;
-using namespace fastnn::py_args;
-namespace cu = fastnn::cuda;
-
 namespace fastnn {
+
+using namespace py_args;
+namespace cu = cuda;
 
 void bind_pointwise(py::module_& m) {
   // relu, sigmoid, tanh as _C names them (the gradient through the output y)
-  for (const char* name : {"relu", "sigmoid", "tanh"}) {
+  const char* through_output[][2] = {
+      {"relu", "relu_backward"}, {"sigmoid", "sigmoid_backward"}, {"tanh", "tanh_backward"}};
+  for (const auto& [name, bwd] : through_output) {
     const cu::UnaryOp op = cu::unary_op(name);
-    const std::string bwd = std::string(name) + "_backward";
-    m.def(name, [op, name](const py::object& x_obj) {
+    m.def(name, [op, name = name](const py::object& x_obj) {
       const DeviceBuffer& x = device_arg(x_obj, name, "x");
       py::gil_scoped_release release;
       return cu::unary(op, x);
     }, py::arg("x"));
-    m.def(bwd.c_str(), [op, name](const py::object& y_obj, const py::object& dy_obj) {
-      const DeviceBuffer& y = device_arg(y_obj, name, "y");
-      const DeviceBuffer& dy = device_arg(dy_obj, name, "dy");
+    m.def(bwd, [op, bwd = bwd](const py::object& y_obj, const py::object& dy_obj) {
+      const DeviceBuffer& y = device_arg(y_obj, bwd, "y");
+      const DeviceBuffer& dy = device_arg(dy_obj, bwd, "dy");
       py::gil_scoped_release release;
       return cu::unary_backward(op, y, dy);
     }, py::arg("y"), py::arg("dy"));
@@ -95,44 +89,43 @@ void bind_pointwise(py::module_& m) {
       },
       py::arg("op"), py::arg("x"), py::arg("s"),
       "x op s for op in add, sub, mul, div, pow, maximum, minimum; rsub, rdiv, rpow give s op x");
-  m.def(
-      "sum",
-      [](const py::object& x_obj, const py::object& axes_obj, bool keepdims) {
-        const DeviceBuffer& x = device_arg(x_obj, "sum", "x");
-        const std::vector<int64_t> axes = to_int_list(axes_obj, "sum", "axes");
-        py::gil_scoped_release release;
-        return cu::reduce_sum(x, axes, keepdims);
-      },
-      py::arg("x"), py::arg("axes"), py::arg("keepdims"),
-      "Sum over axes (sorted, distinct, non-negative; none: a copy), deterministic");
-  m.def(
-      "max",
-      [](const py::object& x_obj, const py::object& axes_obj, bool keepdims) {
-        const DeviceBuffer& x = device_arg(x_obj, "max", "x");
-        const std::vector<int64_t> axes = to_int_list(axes_obj, "max", "axes");
-        py::gil_scoped_release release;
-        return cu::reduce_max(x, axes, keepdims);
-      },
-      py::arg("x"), py::arg("axes"), py::arg("keepdims"),
-      "Maximum over axes (sorted, distinct, non-negative; none: a copy); NaN propagates");
-  m.def(
-      "broadcast_to",
-      [](const py::object& x_obj, const py::object& shape_obj) {
-        const DeviceBuffer& x = device_arg(x_obj, "broadcast_to", "x");
-        std::vector<int64_t> shape = to_shape(shape_obj, "broadcast_to");
-        py::gil_scoped_release release;
-        return cu::broadcast_to(x, shape);
-      },
-      py::arg("x"), py::arg("shape"), "x broadcast to shape, as a new array");
-  m.def(
-      "permute",
-      [](const py::object& x_obj, const py::object& axes_obj) {
-        const DeviceBuffer& x = device_arg(x_obj, "permute", "x");
-        const std::vector<int64_t> axes = to_int_list(axes_obj, "permute", "axes");
-        py::gil_scoped_release release;
-        return cu::permute(x, axes);
-      },
-      py::arg("x"), py::arg("axes"), "x.transpose(axes), as a new array");
+  using Reduce = DeviceBuffer (*)(const DeviceBuffer&, const std::vector<int64_t>&, bool);
+  const struct {
+    const char* name;
+    Reduce f;
+    const char* doc;
+  } reductions[] = {
+      {"sum", cu::reduce_sum,
+       "Sum over axes (sorted, distinct, non-negative; none: a copy), deterministic"},
+      {"max", cu::reduce_max,
+       "Maximum over axes (sorted, distinct, non-negative; none: a copy); NaN propagates"}};
+  for (const auto& r : reductions)
+    m.def(r.name, [name = r.name, f = r.f](const py::object& x_obj, const py::object& axes_obj,
+                                           bool keepdims) {
+      const DeviceBuffer& x = device_arg(x_obj, name, "x");
+      const std::vector<int64_t> axes = to_int_list(axes_obj, name, "axes");
+      py::gil_scoped_release release;
+      return f(x, axes, keepdims);
+    }, py::arg("x"), py::arg("axes"), py::arg("keepdims"), r.doc);
+  // layout ops: x and a shape (broadcast_to, reshape) or axes (permute), a new array
+  using Layout = DeviceBuffer (*)(const DeviceBuffer&, const std::vector<int64_t>&);
+  const struct {
+    const char* name;
+    Layout f;
+    const char* arg;
+    const char* doc;
+  } layouts[] = {{"broadcast_to", cu::broadcast_to, "shape", "x broadcast to shape, as a new array"},
+                 {"reshape", cu::reshape, "shape",
+                  "x's values as a new array of another shape (no -1)"},
+                 {"permute", cu::permute, "axes", "x.transpose(axes), as a new array"}};
+  for (const auto& l : layouts)
+    m.def(l.name, [name = l.name, f = l.f, shape = l.arg[0] == 's'](const py::object& x_obj,
+                                                                       const py::object& arg) {
+      const DeviceBuffer& x = device_arg(x_obj, name, "x");
+      const std::vector<int64_t> v = shape ? to_shape(arg, name) : to_int_list(arg, name, "axes");
+      py::gil_scoped_release release;
+      return f(x, v);
+    }, py::arg("x"), py::arg(l.arg), l.doc);
   m.def(
       "copy",
       [](const py::object& x_obj) {
@@ -141,15 +134,6 @@ void bind_pointwise(py::module_& m) {
         return cu::copy(x);
       },
       py::arg("x"), "A copy of x on its device");
-  m.def(
-      "reshape",
-      [](const py::object& x_obj, const py::object& shape_obj) {
-        const DeviceBuffer& x = device_arg(x_obj, "reshape", "x");
-        std::vector<int64_t> shape = to_shape(shape_obj, "reshape");
-        py::gil_scoped_release release;
-        return cu::reshape(x, shape);
-      },
-      py::arg("x"), py::arg("shape"), "x's values as a new array of another shape (no -1)");
   m.def(
       "assign",
       [](const py::object& dst_obj, const py::object& src_obj) {

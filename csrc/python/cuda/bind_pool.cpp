@@ -1,20 +1,14 @@
 // _C_cuda bindings of the pooling kernels (csrc/cuda/pool2d.h), the mirror
 // of csrc/python/bind_pool.cpp.
-#include <pybind11/numpy.h>
-#include <pybind11/pybind11.h>
-
 #include <string>
 
 #include "cuda/pool2d.h"
 #include "python/cuda/device_args.h"
 
-namespace py = pybind11;
-using fastnn::str_cat;
-using fastnn::cuda::DeviceBuffer;
-using namespace fastnn::py_args;
-namespace cu = fastnn::cuda;
-
 namespace fastnn {
+
+using namespace py_args;
+namespace cu = cuda;
 
 void bind_pool(py::module_& m) {
   using PoolFn = DeviceBuffer (*)(const DeviceBuffer&, int64_t, int64_t, int64_t, int64_t,

@@ -16,6 +16,7 @@
 namespace fastnn::py_args {
 
 using cuda::DeviceBuffer;
+using cuda::shape_str;
 
 // A DeviceArray argument; TypeError naming it otherwise.
 inline const DeviceBuffer& device_arg(const py::handle& obj, const char* fn, const char* name) {

@@ -25,14 +25,6 @@ using fastnn::cuda::DeviceBuffer;
 using fastnn::cuda::shape_str;
 using namespace fastnn::py_args;
 
-namespace fastnn {
-void bind_pointwise(py::module_& m);  // bind_pointwise.cpp
-void bind_conv(py::module_& m);       // bind_conv.cpp
-void bind_pool(py::module_& m);       // bind_pool.cpp
-void bind_optim(py::module_& m);      // bind_optim.cpp
-void bind_rnn(py::module_& m);        // bind_rnn.cpp
-}  // namespace fastnn
-
 namespace {
 
 DeviceBuffer empty(const py::object& shape_obj) {
