@@ -4,6 +4,7 @@ run and are checked on a machine without a GPU. It implements the bindings'
 contract (float32 arrays, new results, same signatures); the CUDA kernels
 themselves are tested against NumPy in test_cuda_ops.py where a GPU is."""
 import numpy as np
+from reference import ops as ref
 
 from fastnn import _C
 from reference import ops as ref
@@ -54,10 +55,10 @@ def _d(x):
 
 
 _UNARY = {"neg": np.negative, "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "abs": np.abs,
-          **{name: forward for name, (forward, _) in ref.ACTIVATIONS.items()}}
+          **{name: forward for name, (forward, _) in ref.OUTPUT_GRAD_ACTIVATIONS.items()}}
 _UNARY_BACKWARD = {"exp": lambda y, g: g * y, "sqrt": lambda y, g: g * 0.5 / y,
                    **{name: lambda y, g, b=backward: b(g, y)
-                      for name, (_, backward) in ref.ACTIVATIONS.items()}}
+                      for name, (_, backward) in ref.OUTPUT_GRAD_ACTIVATIONS.items()}}
 _BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
            "pow": np.power, "maximum": np.maximum, "minimum": np.minimum, "eq": np.equal,
            "gt": np.greater, "ge": np.greater_equal, "lt": np.less, "le": np.less_equal}
@@ -159,22 +160,6 @@ class FakeCudaModule:
         _h(c)[...] = out + np.float32(beta) * _h(c)
         return c
 
-    def softmax(self, x):
-        self._count("softmax")
-        return _d(_C.softmax(_h(x)))
-
-    def log_softmax(self, x):
-        self._count("log_softmax")
-        return _d(_C.log_softmax(_h(x)))
-
-    def softmax_backward(self, y, dy):
-        self._count("softmax_backward")
-        return _d(_C.softmax_backward(_h(y), _h(dy)))
-
-    def log_softmax_backward(self, y, dy):
-        self._count("log_softmax_backward")
-        return _d(_C.log_softmax_backward(_h(y), _h(dy)))
-
     def cross_entropy(self, logits, labels):
         self._count("cross_entropy")
         assert isinstance(labels, np.ndarray) and labels.dtype == np.int64
@@ -245,3 +230,30 @@ class FakeCudaModule:
 
     def rnn_backward(self, *args, **needs):
         return self._rnn("rnn_backward", *args, **needs)
+
+
+def _host_kernel(name):
+    """A method running _C's kernel of this name on the host copies."""
+    def op(self, *arrays):
+        self._count(name)
+        return _d(getattr(_C, name)(*(_h(a) for a in arrays)))
+    return op
+
+
+def _reference_activation(name, backward):
+    """A method giving tests/reference/ops.py's float64 formula, in float32."""
+    def op(self, x, *dy, **param):
+        self._count(name + ("_backward" if backward else ""))
+        p = next(iter(param.values()), None)
+        if backward:
+            return _d(ref.activation_backward(name, _h(dy[0]), _h(x), p)[0])
+        return _d(ref.activation_forward(name, _h(x), p))
+    return op
+
+
+for _name in ("relu", "sigmoid", "tanh", "softmax", "log_softmax"):
+    setattr(FakeCudaModule, _name, _host_kernel(_name))
+    setattr(FakeCudaModule, _name + "_backward", _host_kernel(_name + "_backward"))
+for _name in ref.ACTIVATIONS:
+    setattr(FakeCudaModule, _name, _reference_activation(_name, False))
+    setattr(FakeCudaModule, _name + "_backward", _reference_activation(_name, True))

@@ -35,12 +35,15 @@ def host(d):
     return None if d is None else d.numpy()
 
 
+NEEDS = ("need_dx", "need_dh0", "need_dc0", "need_dw_x", "need_dw_h", "need_db")
+
+
 def gpu_results(cell, a, need=(True,) * 6):
     """(forward (out, h[, c]), backward grads) from _C_cuda, on the host."""
     args = [dev(a[k]) for k in INPUT_KEYS]
     out, h, c, gates, state = G.rnn_forward(cell, *args, True)
     grads = G.rnn_backward(cell, *args[:5], out, gates, state, dev(a["dout"]), dev(a["dh"]),
-                           dev(a["dc"]), *need)
+                           dev(a["dc"]), **dict(zip(NEEDS, need)))
     fwd = (out, h, c) if cell == "lstm" else (out, h)
     return tuple(host(r) for r in fwd), tuple(host(g) for g in grads)
 
@@ -72,8 +75,7 @@ def test_gpu_matches_cpu_and_repeats_bit_for_bit(cell):
     a = make_inputs(cell, case, seed=3)
     args = [a[k] for k in INPUT_KEYS]
     cpu = _C.rnn_forward(cell, *args, True)
-    cpu_g = _C.rnn_backward(cell, *args[:5], cpu[0], cpu[3], cpu[4], a["dout"], a["dh"], a["dc"],
-                            *(True,) * 6)
+    cpu_g = _C.rnn_backward(cell, *args[:5], cpu[0], cpu[3], cpu[4], a["dout"], a["dh"], a["dc"])
     first = gpu_results(cell, a)
     again = gpu_results(cell, a)
     for x, y in zip(first[0] + first[1], again[0] + again[1]):

@@ -262,9 +262,8 @@ def test_c_reference_agrees_with_numpy_reference_and_fast_kernels(cell, case):
     slow = _C.rnn_forward_reference(*args)
     fast = _C.rnn_forward(*args)
     grads = (a["dout"], a["dh"], a["dc"])
-    flags = (True,) * 6
-    slow_b = _C.rnn_backward_reference(*args[:6], slow[0], slow[3], slow[4], *grads, *flags)
-    fast_b = _C.rnn_backward(*args[:6], fast[0], fast[3], fast[4], *grads, *flags)
+    slow_b = _C.rnn_backward_reference(*args[:6], slow[0], slow[3], slow[4], *grads)
+    fast_b = _C.rnn_backward(*args[:6], fast[0], fast[3], fast[4], *grads)
     want = reference_results(cell, a)
     lstm = cell == "lstm"
     fwd_names = ("out", "h", "c") if lstm else ("out", "h")
@@ -551,10 +550,10 @@ def test_bindings_check_shapes_and_types_too():
     out, h, c, g, s = _C.rnn_forward("lstm", a["x"], None, None, a["w_x"], a["w_h"], a["b"], True)
     with pytest.raises(ValueError, match=r"argument 'gates' must have shape \(2, 3, 20\)"):
         _C.rnn_backward("lstm", a["x"], None, None, a["w_x"], a["w_h"], out, g[:, :2].copy(), s,
-                        None, None, None, *(True,) * 6)
+                        None, None, None)
     with pytest.raises(ValueError, match="argument 'state'.*is required"):
         _C.rnn_backward("lstm", a["x"], None, None, a["w_x"], a["w_h"], out, g, None, None, None,
-                        None, *(True,) * 6)
+                        None)
 
 
 # ================================================================ layers

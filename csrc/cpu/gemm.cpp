@@ -14,20 +14,7 @@
 
 namespace fastnn {
 
-namespace {
-
-const GemmKernels& kernels_for(Isa isa) {
-#ifdef FASTNN_HAVE_X86_ISA
-  if (isa == Isa::avx512) return gemm_kernels_avx512();
-  if (isa == Isa::avx2) return gemm_kernels_avx2();
-#endif
-  (void)isa;
-  return gemm_kernels_generic();
-}
-
-}  // namespace
-
-const GemmKernels& gemm_kernels_active() { return kernels_for(active_isa()); }
+const GemmKernels& gemm_kernels_active() { return active_kernels<GemmKernels>(); }
 
 namespace {
 
@@ -198,7 +185,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
   if (M == 0 || N == 0) return;
   if (K == 0 || alpha == 0.0f) return scale_c(M, N, beta, C, ldc);
 
-  const GemmKernels& kr = kernels_for(active_isa());
+  const GemmKernels& kr = gemm_kernels_active();
   const Operand a{A, trans_a ? 1 : lda, trans_a ? lda : 1};
   const Operand b{B, trans_b ? 1 : ldb, trans_b ? ldb : 1};
   const int nt = threads_for(M, N, K);
@@ -215,7 +202,7 @@ double peak_gflops(int threads, double seconds) {
                max_threads(), "], got ", threads);
   FASTNN_CHECK(seconds > 0 && seconds <= 60, "peak_gflops: argument 'seconds' must be in (0, 60], got ",
                seconds);
-  const GemmKernels& kr = kernels_for(active_isa());
+  const GemmKernels& kr = gemm_kernels_active();
   std::vector<double> flops(size_t(threads), 0.0);
   std::vector<float> sink(size_t(threads) * 16, 0.0f);
   using clock = std::chrono::steady_clock;

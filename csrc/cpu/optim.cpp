@@ -18,14 +18,7 @@ namespace fastnn {
 
 namespace {
 
-const OptimKernels& kernels() {
-#ifdef FASTNN_HAVE_X86_ISA
-  const Isa isa = active_isa();
-  if (isa == Isa::avx512) return optim_kernels_avx512();
-  if (isa == Isa::avx2) return optim_kernels_avx2();
-#endif
-  return optim_kernels_generic();
-}
+const OptimKernels& kernels() { return active_kernels<OptimKernels>(); }
 
 // Elements one thread updates before a second is worth its start-up (the
 // loops run at about one element per nanosecond and thread).

@@ -16,14 +16,7 @@ namespace fastnn {
 
 namespace {
 
-const PointwiseKernels& kernels() {
-#ifdef FASTNN_HAVE_X86_ISA
-  const Isa isa = active_isa();
-  if (isa == Isa::avx512) return pointwise_kernels_avx512();
-  if (isa == Isa::avx2) return pointwise_kernels_avx2();
-#endif
-  return pointwise_kernels_generic();
-}
+const PointwiseKernels& kernels() { return active_kernels<PointwiseKernels>(); }
 
 // Elements one thread handles before a second is worth its start-up
 // (a parallel region costs a few microseconds; these loops run at several
@@ -86,6 +79,16 @@ void sigmoid_backward(int64_t n, const float* y, const float* dy, float* dx) {
 void tanh_forward(int64_t n, const float* x, float* y) { unary(kernels().tanh, n, x, y); }
 void tanh_backward(int64_t n, const float* y, const float* dy, float* dx) {
   unary_backward(kernels().tanh_backward, n, y, dy, dx);
+}
+
+void activation_forward(Activation a, int64_t n, const float* x, float* y, float param) {
+  const auto k = kernels().activation[int(a)];
+  split(n, [&](int64_t b, int64_t e) { k(e - b, x + b, y + b, param); });
+}
+void activation_backward(Activation a, int64_t n, const float* x, const float* dy, float* dx,
+                         float param) {
+  const auto k = kernels().activation_backward[int(a)];
+  split(n, [&](int64_t b, int64_t e) { k(e - b, x + b, dy + b, dx + b, param); });
 }
 
 void softmax_forward(int64_t rows, int64_t cols, const float* x, float* y) {

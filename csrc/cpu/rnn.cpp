@@ -52,14 +52,7 @@ namespace fastnn {
 
 namespace {
 
-const RnnKernels& rnn_kernels() {
-#ifdef FASTNN_HAVE_X86_ISA
-  const Isa isa = active_isa();
-  if (isa == Isa::avx512) return rnn_kernels_avx512();
-  if (isa == Isa::avx2) return rnn_kernels_avx2();
-#endif
-  return rnn_kernels_generic();
-}
+const RnnKernels& rnn_kernels() { return active_kernels<RnnKernels>(); }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 

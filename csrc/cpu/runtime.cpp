@@ -78,15 +78,9 @@ Isa parse_isa(const std::string& name) {
                               name + "'");
 }
 
-bool isa_emulated() {
-#ifdef FASTNN_EMULATE_AVX512
-  return true;
-#else
-  return false;
-#endif
-}
+namespace {
 
-Isa best_supported_isa() {
+Isa cpuid_best() {
 #if defined(FASTNN_X86) && defined(FASTNN_HAVE_X86_ISA)
   __builtin_cpu_init();
 #ifdef FASTNN_EMULATE_AVX512
@@ -104,35 +98,46 @@ Isa best_supported_isa() {
   return Isa::generic;
 }
 
-namespace {
-Isa initial_isa() {
-  const Isa best = best_supported_isa();
+IsaContext initial_context() {
+  IsaContext c;
+  c.best = cpuid_best();
+  c.active = c.best;
+#ifdef FASTNN_EMULATE_AVX512
+  c.emulated = true;
+#endif
   const char* env = std::getenv("FASTNN_ISA");
-  if (env == nullptr || *env == '\0') return best;
-  Isa want;
-  try {
-    want = parse_isa(env);
-  } catch (const std::exception&) {
-    return best;  // an unknown value must not break import; build_info shows the choice
+  if (env != nullptr && *env != '\0') {
+    try {
+      const Isa want = parse_isa(env);
+      if (int(want) < int(c.best)) c.active = want;
+    } catch (const std::exception&) {
+      // an unknown value must not break import; build_info shows the choice
+    }
   }
-  return int(want) <= int(best) ? want : best;
+  return c;
 }
-std::atomic<int> g_isa{-1};
+
+// CPUID and the environment, read once (on first use: no static-order issue)
+const IsaContext& initial() {
+  static const IsaContext c = initial_context();
+  return c;
+}
+std::atomic<int> g_active{-1};  // set_active_isa's choice; -1: initial().active
+
 }  // namespace
 
-Isa active_isa() {
-  int v = g_isa.load(std::memory_order_relaxed);
-  if (v < 0) {
-    v = int(initial_isa());
-    g_isa.store(v, std::memory_order_relaxed);
-  }
-  return Isa(v);
+IsaContext isa_context() {
+  IsaContext c = initial();
+  const int v = g_active.load(std::memory_order_relaxed);
+  if (v >= 0) c.active = Isa(v);
+  return c;
 }
 
 void set_active_isa(Isa isa) {
-  FASTNN_CHECK(int(isa) <= int(best_supported_isa()), "isa: this CPU cannot run '",
-               isa_name(isa), "' (best supported: '", isa_name(best_supported_isa()), "')");
-  g_isa.store(int(isa), std::memory_order_relaxed);
+  const Isa best = initial().best;
+  FASTNN_CHECK(int(isa) <= int(best), "isa: this CPU cannot run '", isa_name(isa),
+               "' (best supported: '", isa_name(best), "')");
+  g_active.store(int(isa), std::memory_order_relaxed);
 }
 
 // ------------------------------------------------------------------ build

@@ -270,6 +270,30 @@ struct UnaryBackwardMap {
   __device__ void operator()(int64_t i) const { dx[i] = apply_backward(op, y[i], dy[i]); }
 };
 
+// pointwise_math.h's activations, by their enum
+__device__ __forceinline__ float activation_value(pm::Activation a, float x, float p, bool grad) {
+  switch (a) {
+#define FASTNN_ACTIVATION_CASE(name, param, value) \
+  case pm::Activation::name:                      \
+    return grad ? pm::name##_grad<float, pm::ActivationMath>(x, p) : pm::name<float, pm::ActivationMath>(x, p);
+    FASTNN_ACTIVATIONS(FASTNN_ACTIVATION_CASE)
+#undef FASTNN_ACTIVATION_CASE
+    default: return x;  // unreachable: the enum's values are the list's
+  }
+}
+
+// y = f(x), or with dy: dx = dy * f'(x)
+struct ActivationMap {
+  pm::Activation a;
+  float p;
+  const float* x;
+  const float* dy;  // null: the forward
+  float* y;
+  __device__ void operator()(int64_t i) const {
+    y[i] = dy ? dy[i] * activation_value(a, x[i], p, true) : activation_value(a, x[i], p, false);
+  }
+};
+
 struct BinaryMap {
   BinaryOp op;
   const float* a;
@@ -751,6 +775,23 @@ DeviceBuffer unary_backward(UnaryOp op, const DeviceBuffer& y, const DeviceBuffe
   DeviceGuard guard(y.device());
   DeviceBuffer dx(y.shape());
   launch_map(y.numel(), UnaryBackwardMap{op, y.data(), dy.data(), dx.data()}, fn);
+  return dx;
+}
+
+DeviceBuffer activation(Activation a, const DeviceBuffer& x, float param) {
+  DeviceGuard guard(x.device());
+  DeviceBuffer y(x.shape());
+  launch_map(x.numel(), ActivationMap{a, param, x.data(), nullptr, y.data()}, "activation");
+  return y;
+}
+
+DeviceBuffer activation_backward(Activation a, const DeviceBuffer& x, const DeviceBuffer& dy,
+                                 float param) {
+  const char* fn = "activation_backward";
+  check_same_shape(fn, x, "x", dy, "dy");
+  DeviceGuard guard(x.device());
+  DeviceBuffer dx(x.shape());
+  launch_map(x.numel(), ActivationMap{a, param, x.data(), dy.data(), dx.data()}, fn);
   return dx;
 }
 

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cuda/device_buffer.h"
+#include "fastnn/pointwise_math.h"
 
 namespace fastnn {
 namespace cuda {
@@ -44,6 +45,12 @@ DeviceBuffer unary(UnaryOp op, const DeviceBuffer& x);
 // dx = dy * f'(x) through the forward output y: relu dy*(y>0), sigmoid
 // dy*y*(1-y), tanh dy*(1-y^2), exp dy*y, sqrt dy*0.5/y. y, dy: same shape.
 DeviceBuffer unary_backward(UnaryOp op, const DeviceBuffer& y, const DeviceBuffer& dy);
+// The activations of fastnn/pointwise_math.h's list: y = f(x; param), and
+// dx = dy * f'(x; param) through the input x (x, dy: same shape).
+using pointwise_math::Activation;
+DeviceBuffer activation(Activation a, const DeviceBuffer& x, float param);
+DeviceBuffer activation_backward(Activation a, const DeviceBuffer& x, const DeviceBuffer& dy,
+                                 float param);
 // a op b with NumPy broadcasting; the result has the broadcast shape.
 DeviceBuffer binary(BinaryOp op, const DeviceBuffer& a, const DeviceBuffer& b);
 // x op s (s op x when op.reversed), x's shape.

@@ -5,6 +5,8 @@
 #pragma once
 #include <cstdint>
 
+#include "fastnn/pointwise_math.h"
+
 namespace fastnn {
 
 // x, y, dy, dx: (n,)
@@ -14,6 +16,13 @@ void sigmoid_forward(int64_t n, const float* x, float* y);
 void sigmoid_backward(int64_t n, const float* y, const float* dy, float* dx);  // dy * y * (1 - y)
 void tanh_forward(int64_t n, const float* x, float* y);
 void tanh_backward(int64_t n, const float* y, const float* dy, float* dx);  // dy * (1 - y^2)
+
+// The activations of pointwise_math.h's list (elu, gelu, ...):
+// y = f(x; param), and dx = dy * f'(x; param) through the input x.
+using pointwise_math::Activation;
+void activation_forward(Activation a, int64_t n, const float* x, float* y, float param);
+void activation_backward(Activation a, int64_t n, const float* x, const float* dy, float* dx,
+                         float param);
 
 // Over the last axis of (rows, cols).
 void softmax_forward(int64_t rows, int64_t cols, const float* x, float* y);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "args.h"
 #include "arrays.h"
 #include "fastnn/optim.h"
 
@@ -18,21 +19,14 @@ namespace fastnn {
 namespace {
 
 using namespace py_arrays;
-
-std::string type_name(const py::handle& obj) {
-  return py::str(py::type::of(obj).attr("__name__"));
-}
+using py_args::NamedList;
+using py_args::type_name;
 
 // The tensors of one step, and references that keep their arrays alive
 // while the kernel runs without the GIL.
 struct StepArgs {
   std::vector<OptimTensor> tensors;
   std::vector<py::array> keep;
-};
-
-struct Named {
-  const char* name;  // "params", "grads" or a state's name
-  py::object list;   // a sequence of arrays, or None
 };
 
 py::sequence sequence_arg(const py::handle& obj, const char* fn, const char* name, size_t n,
@@ -111,13 +105,13 @@ void check_no_overlap(std::vector<Buffer> bufs, const char* fn) {
 // of its shape (updated in place; a None list is a buffer the options do
 // not use) and steps[i] >= 1.
 StepArgs step_args(const char* fn, const py::object& params_obj, const py::object& grads_obj,
-                   const std::vector<Named>& states, const py::object& steps_obj) {
+                   const std::vector<NamedList>& states, const py::object& steps_obj) {
   const py::sequence params = sequence_arg(params_obj, fn, "params", 0, true);
   const size_t n = params.size();
   const py::sequence grads = sequence_arg(grads_obj, fn, "grads", n, false);
   const py::sequence steps = sequence_arg(steps_obj, fn, "steps", n, false);
   std::vector<py::sequence> state_lists;
-  for (const Named& s : states)
+  for (const NamedList& s : states)
     state_lists.push_back(s.list.is_none() ? py::sequence()
                                            : sequence_arg(s.list, fn, s.name, n, false));
   StepArgs a;
@@ -155,80 +149,33 @@ StepArgs step_args(const char* fn, const py::object& params_obj, const py::objec
   return a;
 }
 
+// The same step on the SIMD loops, or (reference) on the plain scalar loop.
+void run(const std::vector<OptimTensor>& t, const SgdOptions& o, bool r) { sgd_step(t, o, r); }
+void run(const std::vector<OptimTensor>& t, const AdagradOptions& o, bool r) {
+  adagrad_step(t, o, r);
+}
+void run(const std::vector<OptimTensor>& t, const RmspropOptions& o, bool r) {
+  rmsprop_step(t, o, r);
+}
+void run(const std::vector<OptimTensor>& t, const AdamOptions& o, bool r) { adam_step(t, o, r); }
+
 }  // namespace
 
 void bind_optim(py::module_& m) {
-  m.def(
-      "sgd_step",
-      [](const py::object& params, const py::object& grads, const py::object& momentum_buffers,
-         const py::object& steps, double lr, double momentum, double dampening,
-         double weight_decay, bool nesterov, bool reference) {
-        StepArgs a = step_args("sgd_step", params, grads, {{"momentum_buffers", momentum_buffers}},
-                               steps);
-        const SgdOptions o{lr, momentum, dampening, weight_decay, nesterov};
-        py::gil_scoped_release release;
-        sgd_step(a.tensors, o, reference);
-      },
-      py::arg("params"), py::arg("grads"), py::arg("momentum_buffers").none(true),
-      py::arg("steps"), py::arg("lr"), py::arg("momentum"), py::arg("dampening"),
-      py::arg("weight_decay"), py::arg("nesterov"), py::arg("reference") = false,
-      "torch.optim.SGD's update of every params[i] in place; momentum_buffers (None without "
-      "momentum) are set to the gradient on step 1");
-  m.def(
-      "adagrad_step",
-      [](const py::object& params, const py::object& grads, const py::object& sums,
-         const py::object& steps, double lr, double lr_decay, double weight_decay, double eps,
-         bool reference) {
-        StepArgs a = step_args("adagrad_step", params, grads, {{"sums", sums}}, steps);
-        const AdagradOptions o{lr, lr_decay, weight_decay, eps};
-        py::gil_scoped_release release;
-        adagrad_step(a.tensors, o, reference);
-      },
-      py::arg("params"), py::arg("grads"), py::arg("sums"), py::arg("steps"), py::arg("lr"),
-      py::arg("lr_decay"), py::arg("weight_decay"), py::arg("eps"), py::arg("reference") = false,
-      "torch.optim.Adagrad's update of every params[i] and sums[i] in place");
-  m.def(
-      "rmsprop_step",
-      [](const py::object& params, const py::object& grads, const py::object& square_avgs,
-         const py::object& momentum_buffers, const py::object& grad_avgs,
-         const py::object& steps, double lr, double alpha, double eps, double weight_decay,
-         double momentum, bool centered, bool reference) {
-        StepArgs a = step_args("rmsprop_step", params, grads,
-                               {{"square_avgs", square_avgs},
-                                {"momentum_buffers", momentum_buffers},
-                                {"grad_avgs", grad_avgs}},
-                               steps);
-        const RmspropOptions o{lr, alpha, eps, weight_decay, momentum, centered};
-        py::gil_scoped_release release;
-        rmsprop_step(a.tensors, o, reference);
-      },
-      py::arg("params"), py::arg("grads"), py::arg("square_avgs"),
-      py::arg("momentum_buffers").none(true), py::arg("grad_avgs").none(true), py::arg("steps"),
-      py::arg("lr"), py::arg("alpha"), py::arg("eps"), py::arg("weight_decay"),
-      py::arg("momentum"), py::arg("centered"), py::arg("reference") = false,
-      "torch.optim.RMSprop's update in place (momentum_buffers: momentum > 0, grad_avgs: "
-      "centered, else None)");
-  m.def(
-      "adam_step",
-      [](const py::object& params, const py::object& grads, const py::object& exp_avgs,
-         const py::object& exp_avg_sqs, const py::object& max_exp_avg_sqs,
-         const py::object& steps, double lr, double beta1, double beta2, double eps,
-         double weight_decay, bool amsgrad, bool decoupled_weight_decay, bool reference) {
-        StepArgs a = step_args("adam_step", params, grads,
-                               {{"exp_avgs", exp_avgs},
-                                {"exp_avg_sqs", exp_avg_sqs},
-                                {"max_exp_avg_sqs", max_exp_avg_sqs}},
-                               steps);
-        const AdamOptions o{lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled_weight_decay};
-        py::gil_scoped_release release;
-        adam_step(a.tensors, o, reference);
-      },
-      py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"),
-      py::arg("max_exp_avg_sqs").none(true), py::arg("steps"), py::arg("lr"), py::arg("beta1"),
-      py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("amsgrad"),
-      py::arg("decoupled_weight_decay"), py::arg("reference") = false,
-      "torch.optim.Adam's (AdamW's with decoupled_weight_decay) update in place; "
-      "max_exp_avg_sqs: amsgrad, else None");
+  for (const bool reference : {false, true}) {
+    static const char* const fast[4] = {"sgd_step", "adagrad_step", "rmsprop_step", "adam_step"};
+    static const char* const plain[4] = {"sgd_step_reference", "adagrad_step_reference",
+                                         "rmsprop_step_reference", "adam_step_reference"};
+    py_args::def_optim_steps(
+        m, reference ? plain : fast,
+        [reference](const char* fn, const py::object& params, const py::object& grads,
+                    const std::vector<NamedList>& states, const py::object& steps,
+                    const auto& options) {
+          StepArgs a = step_args(fn, params, grads, states, steps);
+          py::gil_scoped_release release;
+          run(a.tensors, options, reference);
+        });
+  }
 }
 
 }  // namespace fastnn

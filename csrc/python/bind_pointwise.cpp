@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "args.h"
 #include "arrays.h"
 #include "fastnn/pointwise.h"
 
@@ -28,44 +29,27 @@ std::pair<int64_t, int64_t> rows_cols(const py::array& x, const char* fn) {
   return {cols == 0 ? 0 : int64_t(x.size()) / cols, cols};
 }
 
-void bind_unary(py::module_& m, const char* name, UnaryFn fwd, const char* bwd_name,
-                UnaryBackwardFn bwd) {
-  m.def(name, [name, fwd](const py::array& x) {
+// name(x) -> y and bwd_name(y, dy) -> dx over the rows of x's last axis
+// (by_rows), or over the whole array as one row.
+void bind_pair(py::module_& m, const char* name, RowsFn fwd, const char* bwd_name,
+               RowsBackwardFn bwd, bool by_rows) {
+  const auto shape = [by_rows](const py::array& a, const char* fn) {
+    return by_rows ? rows_cols(a, fn) : std::pair<int64_t, int64_t>{1, int64_t(a.size())};
+  };
+  m.def(name, [name, fwd, shape](const py::array& x) {
     const float* xp = in_f32(x, name, "x");
-    auto y = empty_like(x);
-    float* yp = y.mutable_data();
-    py::gil_scoped_release release;
-    fwd(int64_t(x.size()), xp, yp);
-    return y;
-  }, py::arg("x"));
-  m.def(bwd_name, [bwd_name, bwd](const py::array& y, const py::array& dy) {
-    check_same_shape(y, dy, bwd_name, "y", "dy");
-    const float* yp = in_f32(y, bwd_name, "y");
-    const float* dyp = in_f32(dy, bwd_name, "dy");
-    auto dx = empty_like(y);
-    float* dxp = dx.mutable_data();
-    py::gil_scoped_release release;
-    bwd(int64_t(y.size()), yp, dyp, dxp);
-    return dx;
-  }, py::arg("y"), py::arg("dy"));
-}
-
-void bind_rows(py::module_& m, const char* name, RowsFn fwd, const char* bwd_name,
-               RowsBackwardFn bwd) {
-  m.def(name, [name, fwd](const py::array& x) {
-    const float* xp = in_f32(x, name, "x");
-    const auto [rows, cols] = rows_cols(x, name);
+    const auto [rows, cols] = shape(x, name);
     auto y = empty_like(x);
     float* yp = y.mutable_data();
     py::gil_scoped_release release;
     fwd(rows, cols, xp, yp);
     return y;
   }, py::arg("x"));
-  m.def(bwd_name, [bwd_name, bwd](const py::array& y, const py::array& dy) {
+  m.def(bwd_name, [bwd_name, bwd, shape](const py::array& y, const py::array& dy) {
     check_same_shape(y, dy, bwd_name, "y", "dy");
     const float* yp = in_f32(y, bwd_name, "y");
     const float* dyp = in_f32(dy, bwd_name, "dy");
-    const auto [rows, cols] = rows_cols(y, bwd_name);
+    const auto [rows, cols] = shape(y, bwd_name);
     auto dx = empty_like(y);
     float* dxp = dx.mutable_data();
     py::gil_scoped_release release;
@@ -74,32 +58,61 @@ void bind_rows(py::module_& m, const char* name, RowsFn fwd, const char* bwd_nam
   }, py::arg("y"), py::arg("dy"));
 }
 
-// The labels as a private copy taken while the GIL is held: another thread
-// changing the array while the kernel runs can never slip a label past the
-// kernel's range check (which would write outside dx).
+// An elementwise kernel as a RowsFn over rows * cols elements.
+template <UnaryFn F>
+void whole(int64_t rows, int64_t cols, const float* x, float* y) {
+  F(rows * cols, x, y);
+}
+template <UnaryBackwardFn F>
+void whole_backward(int64_t rows, int64_t cols, const float* y, const float* dy, float* dx) {
+  F(rows * cols, y, dy, dx);
+}
+
+// The labels of (rows, cols) logits, a private copy (py_args::labels_arg).
 std::vector<int64_t> labels_for(const py::array& logits, const py::array& labels, const char* fn) {
   FASTNN_CHECK(logits.ndim() == 2, fn, ": argument 'logits' must be 2-D (batch, classes), got shape ",
                shape_str(logits));
-  // array_t's check compares the dtype with native int64 (a '>i8' array fails)
-  if (!py::isinstance<py::array_t<int64_t>>(labels))
-    throw py::type_error(str_cat(fn, ": argument 'labels' must be int64 in native byte order, "
-                                 "got ", std::string(py::str(labels.dtype()))));
-  FASTNN_CHECK(labels.ndim() == 1 && labels.shape(0) == logits.shape(0), fn,
-               ": argument 'labels' must have shape (", logits.shape(0), ",), got ",
-               shape_str(labels));
-  FASTNN_CHECK(is_c_contiguous_aligned(labels), fn, ": argument 'labels' must be C-contiguous");
-  const auto* p = static_cast<const int64_t*>(labels.data());
-  return std::vector<int64_t>(p, p + labels.shape(0));
+  return py_args::labels_arg(labels, logits.shape(0), fn);
 }
 
 }  // namespace
 
 void bind_pointwise(py::module_& m) {
-  bind_unary(m, "relu", relu_forward, "relu_backward", relu_backward);
-  bind_unary(m, "sigmoid", sigmoid_forward, "sigmoid_backward", sigmoid_backward);
-  bind_unary(m, "tanh", tanh_forward, "tanh_backward", tanh_backward);
-  bind_rows(m, "softmax", softmax_forward, "softmax_backward", softmax_backward);
-  bind_rows(m, "log_softmax", log_softmax_forward, "log_softmax_backward", log_softmax_backward);
+  bind_pair(m, "relu", whole<relu_forward>, "relu_backward", whole_backward<relu_backward>,
+            false);
+  bind_pair(m, "sigmoid", whole<sigmoid_forward>, "sigmoid_backward",
+            whole_backward<sigmoid_backward>, false);
+  bind_pair(m, "tanh", whole<tanh_forward>, "tanh_backward", whole_backward<tanh_backward>,
+            false);
+  py_args::def_activations(
+      m,
+      [](Activation a, const py::object& x_obj, float p, const char* fn) {
+        const py::array x = py::array::ensure(x_obj);
+        if (!x) throw py::type_error(str_cat(fn, ": argument 'x' must be a float32 array"));
+        const float* xp = in_f32(x, fn, "x");
+        auto y = empty_like(x);
+        float* yp = y.mutable_data();
+        py::gil_scoped_release release;
+        activation_forward(a, int64_t(x.size()), xp, yp, p);
+        return y;
+      },
+      [](Activation a, const py::object& x_obj, const py::object& dy_obj, float p,
+         const char* fn) {
+        const py::array x = py::array::ensure(x_obj), dy = py::array::ensure(dy_obj);
+        if (!x || !dy)
+          throw py::type_error(str_cat(fn, ": arguments 'x' and 'dy' must be float32 arrays"));
+        check_same_shape(x, dy, fn, "x", "dy");
+        const float* xp = in_f32(x, fn, "x");
+        const float* dyp = in_f32(dy, fn, "dy");
+        auto dx = empty_like(x);
+        float* dxp = dx.mutable_data();
+        py::gil_scoped_release release;
+        activation_backward(a, int64_t(x.size()), xp, dyp, dxp, p);
+        return dx;
+      });
+  bind_pair(m, "softmax", softmax_forward, "softmax_backward", softmax_backward, true);
+  bind_pair(m, "log_softmax", log_softmax_forward, "log_softmax_backward", log_softmax_backward,
+            true);
 
   m.def("cross_entropy", [](const py::array& logits, const py::array& labels) {
     const char* fn = "cross_entropy";

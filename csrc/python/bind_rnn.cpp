@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "args.h"
 #include "arrays.h"
 #include "fastnn/rnn.h"
 
@@ -120,8 +121,7 @@ py::tuple backward(BackwardFn fn_ptr, const char* fn, const std::string& cell_na
                    const py::array& w_x, const py::array& w_h, const py::array& out,
                    const py::array& gates, const py::object& state_obj,
                    const py::object& dout_obj, const py::object& dh_obj,
-                   const py::object& dc_obj, bool need_dx, bool need_dh0, bool need_dc0,
-                   bool need_dw_x, bool need_dw_h, bool need_db) {
+                   const py::object& dc_obj, const py_args::RnnNeed& needs) {
   const RnnCell cell = rnn_cell(cell_name, fn);
   for (const auto& [obj, name] : {std::pair{&h0_obj, "h0"}, {&c0_obj, "c0"}, {&state_obj, "state"},
                                   {&dout_obj, "dout"}, {&dh_obj, "dh"}, {&dc_obj, "dc"}})
@@ -151,8 +151,8 @@ py::tuple backward(BackwardFn fn_ptr, const char* fn, const std::string& cell_na
 
   RnnGrads g;
   py::object results[6] = {py::none(), py::none(), py::none(), py::none(), py::none(), py::none()};
-  const bool need[6] = {need_dx, need_dh0, need_dc0 && d.has_cell_state(), need_dw_x, need_dw_h,
-                        need_db};
+  const bool need[6] = {needs.dx, needs.dh0, needs.dc0 && d.has_cell_state(), needs.dw_x,
+                        needs.dw_h, needs.db};
   const std::vector<int64_t> shapes[6] = {
       {B, T, I}, {B, H}, {B, H}, {I, GH}, {H, GH},
       d.bias_rows() == 2 ? std::vector<int64_t>{2, GH} : std::vector<int64_t>{GH}};
@@ -178,8 +178,7 @@ void bind_rnn(py::module_& m) {
                           const py::object& c0, const py::array& w_x, const py::array& w_h,
                           const py::array& b, bool training) {
       return forward(f, name, cell, x, h0, c0, w_x, w_h, b, training);
-    }, py::arg("cell"), py::arg("x"), py::arg("h0").none(true), py::arg("c0").none(true),
-       py::arg("w_x"), py::arg("w_h"), py::arg("b"), py::arg("training"), doc);
+    }, FASTNN_RNN_INPUT_ARGS, py::arg("b"), py::arg("training"), doc);
   };
   const auto def_backward = [&m](const char* name, BackwardFn f, const char* doc) {
     m.def(name, [name, f](const std::string& cell, const py::array& x, const py::object& h0,
@@ -188,13 +187,9 @@ void bind_rnn(py::module_& m) {
                           const py::object& dout, const py::object& dh, const py::object& dc,
                           bool need_dx, bool need_dh0, bool need_dc0, bool need_dw_x,
                           bool need_dw_h, bool need_db) {
-      return backward(f, name, cell, x, h0, c0, w_x, w_h, out, gates, state, dout, dh, dc, need_dx,
-                      need_dh0, need_dc0, need_dw_x, need_dw_h, need_db);
-    }, py::arg("cell"), py::arg("x"), py::arg("h0").none(true), py::arg("c0").none(true),
-       py::arg("w_x"), py::arg("w_h"), py::arg("out"), py::arg("gates"),
-       py::arg("state").none(true), py::arg("dout").none(true), py::arg("dh").none(true),
-       py::arg("dc").none(true), py::arg("need_dx"), py::arg("need_dh0"), py::arg("need_dc0"),
-       py::arg("need_dw_x"), py::arg("need_dw_h"), py::arg("need_db"), doc);
+      return backward(f, name, cell, x, h0, c0, w_x, w_h, out, gates, state, dout, dh, dc,
+                      {need_dx, need_dh0, need_dc0, need_dw_x, need_dw_h, need_db});
+    }, FASTNN_RNN_BACKWARD_ARGS, doc);
   };
   def_forward("rnn_forward", rnn_forward,
               "(out (B,T,H), h_T, c_T or None, gates or None, state or None) of an LSTM or GRU "

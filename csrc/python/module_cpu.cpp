@@ -10,20 +10,13 @@
 #include "fastnn/parallel.h"
 #include "fastnn/runtime.h"
 #include "fastnn/selftest.h"
+#include "args.h"
 #include "arrays.h"
 
 namespace py = pybind11;
 using namespace fastnn;
 using namespace fastnn::py_arrays;
 
-namespace fastnn {
-void bind_pointwise(py::module_& m);  // bind_pointwise.cpp
-void bind_conv(py::module_& m);       // bind_conv.cpp
-void bind_pool(py::module_& m);       // bind_pool.cpp
-void bind_optim(py::module_& m);      // bind_optim.cpp
-void bind_augment(py::module_& m);    // bind_augment.cpp
-void bind_rnn(py::module_& m);        // bind_rnn.cpp
-}
 
 namespace {
 
@@ -190,9 +183,10 @@ PYBIND11_MODULE(_C, m) {
     d["compiler"] = compiler();
     d["openmp"] = openmp_enabled();
     d["threads"] = get_num_threads();
-    d["isa"] = isa_name(active_isa());
-    d["isa_best"] = isa_name(best_supported_isa());
-    d["isa_emulated"] = isa_emulated();
+    const IsaContext isa = isa_context();
+    d["isa"] = isa_name(isa.active);
+    d["isa_best"] = isa_name(isa.best);
+    d["isa_emulated"] = isa.emulated;
     return d;
   });
 }

@@ -7,6 +7,8 @@ one array per differentiable input, in the order of the inputs. A backward
 recomputes what it needs from the inputs. Written to be obviously right,
 not fast; nothing here imports fastnn.
 """
+import math
+
 import numpy as np
 
 
@@ -50,9 +52,10 @@ def tanh_backward(dout, x):
         return (_f64(dout) / np.cosh(_f64(x)) ** 2,)
 
 
-# The activations as a device kernel computes them: name -> (forward(x),
-# backward(dout, y)) with the gradient taken through the output y, as the
-# kernels' backward takes it. The GPU stand-in (tests/fake_cuda.py) runs
+# relu, sigmoid and tanh as a device kernel computes them: name -> (forward(x),
+# backward(dout, y)) with the gradient taken through the output y, as their
+# kernels' backward takes it (Keras's other activations, in ACTIVATIONS
+# below, take the input). The GPU stand-in (tests/fake_cuda.py) runs
 # these, so a new activation is written once, here.
 def _relu_grad(dout, y):
     return np.where(_f64(y) > 0, _f64(dout), 0.0)
@@ -68,7 +71,7 @@ def _tanh_grad(dout, y):
     return _f64(dout) * (1.0 - y * y)
 
 
-ACTIVATIONS = {
+OUTPUT_GRAD_ACTIVATIONS = {
     "relu": (relu_forward, _relu_grad),
     "sigmoid": (sigmoid_forward, _sigmoid_grad),
     "tanh": (tanh_forward, _tanh_grad),
@@ -191,3 +194,71 @@ def dropout_forward(x, keep, rate):
 def dropout_backward(dout, keep, rate):
     """The same mask and scale applied to dout."""
     return (np.where(keep, _f64(dout) / (1.0 - rate), 0.0),)
+
+
+# ---------------------------------------------------------------- Keras's activations
+# PyTorch's formulas in float64, each ``f(x, p)`` and its derivative
+# ``grad(x, p)`` at the input (p: the parameter, where the activation has
+# one). ACTIVATIONS maps the kernel names (fastnn._C / _C_cuda and
+# tests/fake_cuda.py) to (f, grad, name of the parameter or None, its default).
+_erfc = np.frompyfunc(math.erfc, 1, 1)
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+_GELU_K0 = math.sqrt(2.0 / math.pi)
+_GELU_K1 = 0.044715
+
+
+def _normal_cdf(x):
+    return 0.5 * _erfc(-x / math.sqrt(2.0)).astype(np.float64)
+
+
+def _elu(x, alpha):
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+
+
+def _elu_grad(x, alpha):
+    return np.where(x > 0, 1.0, alpha * np.exp(np.minimum(x, 0)))
+
+
+def _gelu_tanh_parts(x):
+    return np.tanh(_GELU_K0 * (x + _GELU_K1 * x ** 3))
+
+
+def _sigmoid(x):
+    return sigmoid_forward(x)
+
+
+ACTIVATIONS = {
+    "elu": (_elu, _elu_grad, "alpha", 1.0),
+    "selu": (lambda x, p: _SELU_SCALE * _elu(x, _SELU_ALPHA),
+             lambda x, p: _SELU_SCALE * _elu_grad(x, _SELU_ALPHA), None, None),
+    "gelu": (lambda x, p: x * _normal_cdf(x),
+             lambda x, p: _normal_cdf(x) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi),
+             None, None),
+    "gelu_tanh": (lambda x, p: 0.5 * x * (1 + _gelu_tanh_parts(x)),
+                  lambda x, p: (0.5 * (1 + _gelu_tanh_parts(x)) + 0.5 * x
+                                * (1 - _gelu_tanh_parts(x) ** 2) * _GELU_K0
+                                * (1 + 3 * _GELU_K1 * x * x)), None, None),
+    "silu": (lambda x, p: x * _sigmoid(x),
+             lambda x, p: _sigmoid(x) * (1 + x * _sigmoid(-x)), None, None),
+    "softplus": (lambda x, p: np.logaddexp(0.0, x), lambda x, p: _sigmoid(x), None, None),
+    "softsign": (lambda x, p: x / (1 + np.abs(x)), lambda x, p: 1 / (1 + np.abs(x)) ** 2,
+                 None, None),
+    "leaky_relu": (lambda x, p: np.where(x > 0, x, p * x),
+                   lambda x, p: np.where(x > 0, 1.0, p), "negative_slope", 0.2),
+    "hard_sigmoid": (lambda x, p: np.where(x <= -3, 0.0, np.where(x >= 3, 1.0, x / 6 + 0.5)),
+                     lambda x, p: np.where((x > -3) & (x < 3), 1 / 6, 0.0), None, None),
+    "exponential": (lambda x, p: np.exp(x), lambda x, p: np.exp(x), None, None),
+}
+
+
+def activation_forward(name, x, param=None):
+    f, _, _, default = ACTIVATIONS[name]
+    with np.errstate(over="ignore", invalid="ignore"):
+        return f(_f64(x), default if param is None else param)
+
+
+def activation_backward(name, dout, x, param=None):
+    _, grad, _, default = ACTIVATIONS[name]
+    with np.errstate(over="ignore", invalid="ignore"):
+        return (_f64(dout) * grad(_f64(x), default if param is None else param),)

@@ -6,6 +6,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernel_family.h"
+
 namespace fastnn {
 
 struct GemmKernels {
@@ -57,13 +59,9 @@ struct GemmKernels {
   double (*fma_probe)(int64_t iters, float* sink);
 };
 
-const GemmKernels& gemm_kernels_generic();
-// The set of fastnn::active_isa() (gemm.cpp): for kernels built on the
-// GEMM microkernels, such as the convolutions.
+FASTNN_KERNEL_FAMILY(GemmKernels, gemm)
+// The active set: for kernels built on the GEMM microkernels, such as the
+// convolutions.
 const GemmKernels& gemm_kernels_active();
-#ifdef FASTNN_HAVE_X86_ISA
-const GemmKernels& gemm_kernels_avx2();
-const GemmKernels& gemm_kernels_avx512();
-#endif
 
 }  // namespace fastnn

@@ -6,6 +6,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernel_family.h"
+
 #include "fastnn/optim_math.h"
 
 namespace fastnn {
@@ -20,10 +22,6 @@ struct OptimKernels {
                const optim_math::AdamCoeffs& c);
 };
 
-const OptimKernels& optim_kernels_generic();
-#ifdef FASTNN_HAVE_X86_ISA
-const OptimKernels& optim_kernels_avx2();
-const OptimKernels& optim_kernels_avx512();
-#endif
+FASTNN_KERNEL_FAMILY(OptimKernels, optim)
 
 }  // namespace fastnn

@@ -5,6 +5,9 @@
 #pragma once
 #include <cstdint>
 
+#include "fastnn/pointwise_math.h"
+#include "kernel_family.h"
+
 namespace fastnn {
 
 // Dropout ranges start at multiples of this (a multiple of every vector
@@ -35,12 +38,16 @@ struct PointwiseKernels {
   void (*dropout)(int64_t begin, int64_t end, const float* x, float* y, uint32_t threshold,
                   float scale, uint64_t key);
   void (*axpy)(int64_t n, float alpha, const float* x, float* y);
+
+  // The activations of pointwise_math.h's list, indexed by Activation:
+  // y = f(x; param) and dx = dy * f'(x; param), through the input x.
+  using Activation = void (*)(int64_t n, const float* x, float* y, float param);
+  using ActivationBackward = void (*)(int64_t n, const float* x, const float* dy, float* dx,
+                                      float param);
+  Activation activation[int(pointwise_math::Activation::count)];
+  ActivationBackward activation_backward[int(pointwise_math::Activation::count)];
 };
 
-const PointwiseKernels& pointwise_kernels_generic();
-#ifdef FASTNN_HAVE_X86_ISA
-const PointwiseKernels& pointwise_kernels_avx2();
-const PointwiseKernels& pointwise_kernels_avx512();
-#endif
+FASTNN_KERNEL_FAMILY(PointwiseKernels, pointwise)
 
 }  // namespace fastnn

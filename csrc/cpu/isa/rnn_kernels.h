@@ -7,6 +7,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernel_family.h"
+
 namespace fastnn {
 
 struct RnnForwardBlock {
@@ -86,10 +88,6 @@ struct RnnKernels {
   Backward gru_reset_after_backward;
 };
 
-const RnnKernels& rnn_kernels_generic();
-#ifdef FASTNN_HAVE_X86_ISA
-const RnnKernels& rnn_kernels_avx2();
-const RnnKernels& rnn_kernels_avx512();
-#endif
+FASTNN_KERNEL_FAMILY(RnnKernels, rnn)
 
 }  // namespace fastnn

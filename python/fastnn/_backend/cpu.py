@@ -126,6 +126,22 @@ class CPU:
         return _UNARY_REF[name][1](y, g)
 
     @staticmethod
+    def pointwise(name, x, **param):
+        """An activation of the kernels' list (elu, selu, gelu, gelu_tanh,
+        silu, softplus, softsign, leaky_relu, hard_sigmoid, exponential),
+        computed in float32 and returned in x's dtype; param: its keyword
+        (elu's alpha, leaky_relu's negative_slope)."""
+        y = getattr(_C, name)(_contig(x.astype(_f32, copy=False)), **param)
+        return y if x.dtype == _f32 else y.astype(x.dtype)
+
+    @staticmethod
+    def pointwise_backward(name, x, g, **param):
+        """The gradient of pointwise(name) through its input x."""
+        dx = getattr(_C, name + "_backward")(_contig(x.astype(_f32, copy=False)),
+                                             _contig(g.astype(_f32, copy=False)), **param)
+        return dx if x.dtype == _f32 else dx.astype(x.dtype)
+
+    @staticmethod
     def rows(name, x):
         """softmax or log_softmax over the last axis of a C-contiguous x."""
         if x.dtype == _f32:

@@ -107,12 +107,15 @@ class GPU:
         return _cc().gemm(x2, w, False, False, 1.0, 1.0, out)
 
     @staticmethod
-    def activation(name, x):
-        return _cc().unary(name, x)
+    def pointwise(name, x, **param):
+        return getattr(_cc(), name)(x, **param)
 
     @staticmethod
-    def activation_backward(name, y, g):
-        return _cc().unary_backward(name, y, g)
+    def pointwise_backward(name, x, g, **param):
+        return getattr(_cc(), name + "_backward")(x, g, **param)
+
+    # relu, sigmoid, tanh: the same calls (their backward takes the output)
+    activation, activation_backward = pointwise, pointwise_backward
 
     @staticmethod
     def rows(name, x):

@@ -87,6 +87,56 @@ sigmoid = _activation("sigmoid", "1 / (1 + exp(-x)).")
 tanh = _activation("tanh", "Hyperbolic tangent.")
 
 
+# ---------------------------------------------------------------- Keras's activations
+# Thin ops over the kernels of csrc/fastnn/pointwise_math.h's list, their
+# gradient taken through the input; float32 on either device.
+def _kernel_activation(name, doc=None):
+    label = "".join(part.capitalize() for part in name.split("_")) + "Backward"
+
+    def op(x, **param):
+        x, d, xp = _unary_input(x, name)
+        out = xp.pointwise(name, d, **param)
+        if not (_mode.enabled and x._rg):
+            return _wrap(out)
+        return _record(out, (x,), lambda g: (xp.pointwise_backward(name, d, g, **param),), label)
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = doc
+    return op
+
+
+_elu, _leaky_relu = _kernel_activation("elu"), _kernel_activation("leaky_relu")
+_gelu, _gelu_tanh = _kernel_activation("gelu"), _kernel_activation("gelu_tanh")
+
+
+def elu(x, alpha=1.0):
+    """x where x > 0, alpha * (exp(x) - 1) elsewhere."""
+    return _elu(x, alpha=_checks.real(alpha, "alpha", "elu"))
+
+
+def leaky_relu(x, negative_slope=0.2):
+    """x where x > 0, negative_slope * x elsewhere (Keras's default slope 0.2)."""
+    return _leaky_relu(x, negative_slope=_checks.real(negative_slope, "negative_slope",
+                                                       "leaky_relu"))
+
+
+def gelu(x, approximate=False):
+    """x * Phi(x), Phi the standard normal CDF (erf form); with approximate,
+    x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    return (_gelu_tanh if approximate else _gelu)(x)
+
+
+selu = _kernel_activation(
+    "selu", "scale * elu(x, alpha) with SELU's scale 1.0507... and alpha 1.6733....")
+silu = _kernel_activation("silu", "x * sigmoid(x) (Keras's swish).")
+swish = silu
+softplus = _kernel_activation("softplus", "log(1 + exp(x)), exact for large |x|.")
+softsign = _kernel_activation("softsign", "x / (1 + |x|).")
+hard_sigmoid = _kernel_activation("hard_sigmoid", "relu6(x + 3) / 6 (Keras 3's hard_sigmoid).")
+exponential = _kernel_activation("exponential", "exp(x), Keras's activation of that name.")
+__all__ += ["elu", "exponential", "gelu", "hard_sigmoid", "leaky_relu", "selu", "silu",
+            "softplus", "softsign", "swish"]
+
+
 def _row_op(name, doc):
     """softmax or log_softmax along an axis: the row kernel over the last
     axis, the axis moved there (and back) when it is another."""

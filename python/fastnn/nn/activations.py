@@ -18,12 +18,24 @@ _ACTIVATIONS = {
     "tanh": F.tanh,
     "softmax": lambda x: F.softmax(x, axis=-1),
     "linear": _linear,
+    "elu": F.elu,
+    "selu": F.selu,
+    "gelu": F.gelu,
+    "silu": F.silu,
+    "swish": F.swish,
+    "softplus": F.softplus,
+    "softsign": F.softsign,
+    "leaky_relu": F.leaky_relu,
+    "hard_sigmoid": F.hard_sigmoid,
+    "exponential": F.exponential,
 }
 
 
 def get_activation(activation):
-    """The function for an activation name ("relu", "sigmoid", "tanh",
-    "softmax", "linear"; None is "linear") or the callable itself."""
+    """The function for an activation name (Keras's: "relu", "sigmoid",
+    "tanh", "softmax", "linear", "elu", "selu", "gelu", "silu"/"swish",
+    "softplus", "softsign", "leaky_relu", "hard_sigmoid", "exponential"; None
+    is "linear") or the callable itself."""
     if activation is None:
         return _linear
     if isinstance(activation, str):

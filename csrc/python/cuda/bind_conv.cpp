@@ -1,0 +1,58 @@
+// _C_cuda bindings of the convolution (csrc/cuda/conv2d.h), the mirror of
+// csrc/python/bind_conv.cpp: x (N,H,W,C), w (KH,KW,C,F), b (F,) and dy as
+// DeviceArrays; padding "valid", "same" or "explicit" (ph, pw).
+#include <optional>
+#include <string>
+
+#include "cuda/conv2d.h"
+#include "python/cuda/device_args.h"
+
+namespace fastnn {
+
+using namespace py_args;
+namespace cu = cuda;
+
+void bind_conv(py::module_& m) {
+  m.def(
+      "conv2d",
+      [](const py::object& x_obj, const py::object& w_obj, const py::object& b_obj, int64_t sh,
+         int64_t sw, const std::string& padding, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+         bool relu) {
+        const char* fn = "conv2d";
+        const DeviceBuffer& x = device_arg(x_obj, fn, "x");
+        const DeviceBuffer& w = device_arg(w_obj, fn, "w");
+        const DeviceBuffer* b = b_obj.is_none() ? nullptr : &device_arg(b_obj, fn, "b");
+        const cu::Conv2dOptions o{sh, sw, padding, ph, pw, dh, dw};
+        py::gil_scoped_release release;
+        return cu::conv2d(x, w, b, o, relu);
+      },
+      py::arg("x"), py::arg("w"), py::arg("b").none(true), py::arg("sh"), py::arg("sw"),
+      py::arg("padding"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"),
+      py::arg("relu"), "y = conv(x, w) + b (then ReLU): NHWC x, HWIO w");
+  m.def(
+      "conv2d_backward",
+      [](const py::object& x_obj, const py::object& w_obj, const py::object& dy_obj, int64_t sh,
+         int64_t sw, const std::string& padding, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+         bool need_dx, bool need_dw, bool need_db) {
+        const char* fn = "conv2d_backward";
+        const DeviceBuffer& x = device_arg(x_obj, fn, "x");
+        const DeviceBuffer& w = device_arg(w_obj, fn, "w");
+        const DeviceBuffer& dy = device_arg(dy_obj, fn, "dy");
+        const cu::Conv2dOptions o{sh, sw, padding, ph, pw, dh, dw};
+        cu::Conv2dGrads g;
+        {
+          py::gil_scoped_release release;
+          g = cu::conv2d_backward(x, w, dy, o, need_dx, need_dw, need_db);
+        }
+        const auto out = [](std::optional<DeviceBuffer>& d) -> py::object {
+          return d ? py::cast(std::move(*d)) : py::none();
+        };
+        return py::make_tuple(out(g.dx), out(g.dw), out(g.db));
+      },
+      py::arg("x"), py::arg("w"), py::arg("dy"), py::arg("sh"), py::arg("sw"),
+      py::arg("padding"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"),
+      py::arg("need_dx"), py::arg("need_dw"), py::arg("need_db"),
+      "(dx, dw, db), None where not asked for");
+}
+
+}  // namespace fastnn
