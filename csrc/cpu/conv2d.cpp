@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cpu/isa/gemm_kernels.h"
+#include "cpu/winograd.h"
 #include "cpu/workspace.h"
 #include "fastnn/check.h"
 #include "fastnn/parallel.h"
@@ -239,14 +240,12 @@ struct DyRow {
   }
 };
 
-}  // namespace
-
-void conv2d_forward(const Window2d& s, int64_t F, const float* x, const float* w, const float* b,
+void direct_forward(const Window2d& s, int64_t F, const float* x, const float* w, const float* b,
                     bool relu, float* y) {
   if (s.c < kShortRun && has_padding(s) && s.n * s.h.out * s.w.out * F > 0 &&
       s.h.out * s.w.out >= 64) {
     const Padded p = pad_image(s, x);
-    return conv2d_forward(p.s, F, p.x, w, b, relu, y);
+    return direct_forward(p.s, F, p.x, w, b, relu, y);
   }
   const GemmKernels& kr = gemm_kernels_active();
   const int64_t P = s.n * s.h.out * s.w.out, K = s.h.k * s.w.k * s.c;
@@ -290,7 +289,7 @@ void conv2d_forward(const Window2d& s, int64_t F, const float* x, const float* w
                  Im2colRow{s, x}, bp, y, epilogue);
 }
 
-void conv2d_backward_data(const Window2d& s, int64_t F, const float* dy, const float* w,
+void direct_backward_data(const Window2d& s, int64_t F, const float* dy, const float* w,
                           float* dx) {
   const GemmKernels& kr = gemm_kernels_active();
   const int64_t Q = s.n * s.h.in * s.w.in, C = s.c, T = s.h.k * s.w.k, Kd = T * F;
@@ -327,8 +326,6 @@ void conv2d_backward_data(const Window2d& s, int64_t F, const float* dy, const f
                  DyRow{s, F, dy}, bp, dx,
                  [](int64_t, int64_t) {});
 }
-
-namespace {
 
 // dw (K x F) = sum over the output rows r of A_r (K x OW) . dy_r (OW x F),
 // where A_r(k, ow) is element k of the window of pixel ow of row r, read in
@@ -378,18 +375,10 @@ void backward_weight_by_rows(const Window2d& s, int64_t F, const float* x, const
   });
 }
 
-}  // namespace
-
-void conv2d_backward_weight(const Window2d& s, int64_t F, const float* x, const float* dy,
-                            float* dw, float* db) {
+void direct_backward_weight(const Window2d& s, int64_t F, const float* x, const float* dy,
+                            float* dw) {
   const GemmKernels& kr = gemm_kernels_active();
   const int64_t C = s.c, T = s.h.k * s.w.k, K = T * C, P = s.n * s.h.out * s.w.out;
-  if (db) conv2d_backward_bias(P, F, dy, db);
-  if (K == 0 || F == 0) return;
-  if (P == 0) {
-    std::fill(dw, dw + K * F, 0.0f);
-    return;
-  }
   if (C < kShortRun && s.w.out >= 8) {
     if (!has_padding(s)) return backward_weight_by_rows(s, F, x, dy, dw);
     const Padded p = pad_image(s, x);
@@ -464,6 +453,36 @@ void conv2d_backward_weight(const Window2d& s, int64_t F, const float* x, const 
   });
   for (int64_t k = 0; k < K; ++k)
     for (int64_t f = 0; f < F; ++f) dw[k * F + f] = dwt[f * K + k];
+}
+
+}  // namespace
+
+void conv2d_forward(const Window2d& s, int64_t F, const float* x, const float* w, const float* b,
+                    bool relu, float* y, ConvAlgorithm algo) {
+  if (const int m = conv_winograd_tile(s, F, ConvPass::forward, algo))
+    return winograd_forward(s, F, m, x, w, b, relu, y);
+  direct_forward(s, F, x, w, b, relu, y);
+}
+
+void conv2d_backward_data(const Window2d& s, int64_t F, const float* dy, const float* w,
+                          float* dx, ConvAlgorithm algo) {
+  if (const int m = conv_winograd_tile(s, F, ConvPass::backward_data, algo))
+    return winograd_backward_data(s, F, m, dy, w, dx);
+  direct_backward_data(s, F, dy, w, dx);
+}
+
+void conv2d_backward_weight(const Window2d& s, int64_t F, const float* x, const float* dy,
+                            float* dw, float* db, ConvAlgorithm algo) {
+  const int64_t K = s.h.k * s.w.k * s.c, P = s.n * s.h.out * s.w.out;
+  if (db) conv2d_backward_bias(P, F, dy, db);
+  if (K == 0 || F == 0) return;
+  if (P == 0) {
+    std::fill(dw, dw + K * F, 0.0f);
+    return;
+  }
+  if (const int m = conv_winograd_tile(s, F, ConvPass::backward_weight, algo))
+    return winograd_backward_weight(s, F, m, x, dy, dw);
+  direct_backward_weight(s, F, x, dy, dw);
 }
 
 void conv2d_backward_bias(int64_t P, int64_t F, const float* __restrict dy,

@@ -96,24 +96,38 @@ def _check_activation(activation, fn):
     return activation == "relu"
 
 
-def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None):
+def _check_algorithm(algorithm, fn):
+    if not isinstance(algorithm, str):
+        raise TypeError(f"{fn}: argument 'algorithm' must be 'auto', 'direct' or 'winograd', "
+                        f"got {algorithm!r}")
+    return algorithm  # the value is checked by the kernel
+
+
+def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None,
+           algorithm="auto"):
     """y = conv(x, w) + b over NHWC images with an HWIO kernel (cross-correlation,
     as Keras and PyTorch). padding: "valid", "same" (Keras's rule) or an int /
-    (ph, pw); stride, dilation: an int or (sh, sw). activation "relu" fuses a ReLU."""
+    (ph, pw); stride, dilation: an int or (sh, sw). activation "relu" fuses a ReLU.
+    algorithm: "auto" (per shape; FASTNN_CONV_ALGORITHM overrides it), "direct",
+    or "winograd" (3x3 windows, stride 1, dilation 1 only)."""
     relu = _check_activation(activation, "conv2d")
+    algorithm = _check_algorithm(algorithm, "conv2d")
     args = _conv_args(x, w, stride, padding, dilation, "conv2d")
     if b is not None:
         b = np.ascontiguousarray(as_float32(b, "b", "conv2d"))
     x, w, sh, sw, mode, ph, pw, dh, dw = args
-    return _C.conv2d(x, w, b, sh, sw, mode, ph, pw, dh, dw, relu)
+    return _C.conv2d(x, w, b, sh, sw, mode, ph, pw, dh, dw, relu, algorithm)
 
 
-def conv2d_backward(x, w, dy, stride=1, padding="valid", dilation=1):
-    """(dx, dw, db) of conv2d (without activation) for the output gradient dy."""
+def conv2d_backward(x, w, dy, stride=1, padding="valid", dilation=1, algorithm="auto"):
+    """(dx, dw, db) of conv2d (without activation) for the output gradient dy;
+    algorithm as for conv2d."""
+    algorithm = _check_algorithm(algorithm, "conv2d_backward")
     x, w, sh, sw, mode, ph, pw, dh, dw = _conv_args(x, w, stride, padding, dilation,
                                                     "conv2d_backward")
     dy = np.ascontiguousarray(as_float32(dy, "dy", "conv2d_backward"))
-    return _C.conv2d_backward(x, w, dy, sh, sw, mode, ph, pw, dh, dw, True, True, True)
+    return _C.conv2d_backward(x, w, dy, sh, sw, mode, ph, pw, dh, dw, True, True, True,
+                              algorithm)
 
 
 def _pool_window(pool_size, strides, padding, fn):

@@ -1,0 +1,345 @@
+// Winograd convolution F(m x m, 3 x 3) (Lavin and Gray), m = 2 or 4, over
+// NHWC images: for each (m+2) x (m+2) tile d of the input (overlapping by
+// 2) and m x m tile of the output,
+//
+//   forward          y  = A^T [ U . V ] A,   U = G w G^T,  V = B^T d B
+//   backward-data    the forward on dy, with the filters flipped and their
+//                    C/F axes swapped, and padding 2 - p
+//   backward-weight  dw = G^T [ sum over tiles V . (A dy A^T) ] G
+//
+// where . is, at each of the (m+2)^2 positions xi, a matrix product over
+// the channels: M[xi] (tiles x F) = V[xi] (tiles x C) U[xi] (C x F). Those
+// products run on the GEMM microkernels, the transforms on the per-ISA
+// loops of isa/winograd_*.cpp. Tiles go in blocks small enough that a
+// block's transformed input and products stay in L2 between the three
+// stages.
+//
+// Error: each output is a sum of (m+2)^2 transformed products whose
+// magnitudes grow with the transform coefficients (up to 5 and 8 for m = 4,
+// 1 for m = 2), so the float32 error bound grows with m; tests/test_winograd.py
+// states and checks it.
+//
+// Determinism: forward and backward-data tiles are computed each by one
+// thread in a fixed order; backward-weight sums over the tiles in block
+// order, a block's tiles in order, whatever the thread count.
+#include "cpu/winograd.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "cpu/isa/gemm_kernels.h"
+#include "cpu/isa/winograd_kernels.h"
+#include "cpu/workspace.h"
+#include "fastnn/check.h"
+#include "fastnn/parallel.h"
+#include "fastnn/runtime.h"
+
+namespace fastnn {
+
+namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+const WinogradKernels& winograd_kernels() {
+#ifdef FASTNN_HAVE_X86_ISA
+  const Isa isa = active_isa();
+  if (isa == Isa::avx512) return winograd_kernels_avx512();
+  if (isa == Isa::avx2) return winograd_kernels_avx2();
+#endif
+  return winograd_kernels_generic();
+}
+
+// G for m = 2 and m = 4, (m+2) x 3.
+constexpr double kG2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+constexpr double kG4[6][3] = {{1.0 / 4, 0, 0},
+                              {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                              {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                              {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                              {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                              {0, 0, 1.0}};
+double g_at(int m, int xi, int k) { return m == 2 ? kG2[xi][k] : kG4[xi][k]; }
+
+// FLOPs one thread should have before a second is worth starting.
+constexpr double kFlopsPerThread = 6.0e5;
+int threads_for(double flops, int64_t items) {
+  const double want = std::max(1.0, flops / kFlopsPerThread);
+  return int(std::max<int64_t>(
+      1, std::min<int64_t>({int64_t(get_num_threads()), int64_t(want), items})));
+}
+
+// A convolution as the tiles see it: an image (n, h, w, c) in, (n, oh, ow,
+// f) out, output cell (y, x) reading input cells (y - ph + kh, x - pw + kw),
+// zero outside the image (ph, pw may be negative: a crop).
+struct Geometry {
+  int64_t n, h, w, c, oh, ow, f, ph, pw;
+  int64_t tiles_h(int m) const { return ceil_div(oh, m); }
+  int64_t tiles_w(int m) const { return ceil_div(ow, m); }
+  int64_t tiles(int m) const { return n * tiles_h(m) * tiles_w(m); }
+};
+
+// Where tile t's cells are: input cell (i, j) of an s x s tile with origin
+// (y0, x0) in the image, or `zero` outside it; output cell likewise or
+// `dump`.
+struct TileOrigin {
+  int64_t img, y0, x0;
+};
+TileOrigin tile_origin(const Geometry& g, int m, int64_t t) {
+  const int64_t th = g.tiles_h(m), tw = g.tiles_w(m);
+  return {t / (th * tw), t % (th * tw) / tw * m, t % tw * m};
+}
+template <class T>
+void cell_pointers(T* base, int64_t img, int64_t y0, int64_t x0, int64_t H, int64_t W,
+                   int64_t ch, int s, T* outside, T** cells) {
+  for (int i = 0; i < s; ++i)
+    for (int j = 0; j < s; ++j) {
+      const int64_t y = y0 + i, x = x0 + j;
+      cells[i * s + j] =
+          y >= 0 && y < H && x >= 0 && x < W ? base + ((img * H + y) * W + x) * ch : outside;
+    }
+}
+
+// U[xi][k][0:fp] = (G g G^T)[xi] for the 3x3 filters g(kh, kw) = at(kh, kw, k, j)
+// of k < K inputs and j < F outputs, columns F..fp-1 zero.
+template <class At>
+void transform_filters(int m, int64_t K, int64_t F, int64_t fp, const At& at, float* U) {
+  const int A = m + 2;
+  const int64_t plane = K * fp;
+  parallel_for(K, threads_for(double(K * F) * 200.0, K), [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k)
+      for (int64_t j = 0; j < fp; ++j) {
+        if (j >= F) {
+          for (int xi = 0; xi < A * A; ++xi) U[xi * plane + k * fp + j] = 0.0f;
+          continue;
+        }
+        double t[6][3];  // G g
+        for (int a = 0; a < A; ++a)
+          for (int kw = 0; kw < 3; ++kw) {
+            double s = 0.0;
+            for (int kh = 0; kh < 3; ++kh) s += g_at(m, a, kh) * at(kh, kw, k, j);
+            t[a][kw] = s;
+          }
+        for (int a = 0; a < A; ++a)
+          for (int b = 0; b < A; ++b) {
+            double s = 0.0;
+            for (int kw = 0; kw < 3; ++kw) s += t[a][kw] * g_at(m, b, kw);
+            U[(a * A + b) * plane + k * fp + j] = float(s);
+          }
+      }
+  });
+}
+
+// Tiles per block: the block's transformed tiles and products, (m+2)^2
+// rows of (C + F) floats per tile, in about 256 KiB (half of Zen 3's L2),
+// a multiple of `unit`.
+int64_t tile_block(int m, int64_t C, int64_t F, int64_t unit, int64_t most) {
+  const int64_t per_tile = int64_t(m + 2) * (m + 2) * (C + F) * 4;
+  const int64_t fit = std::max<int64_t>(1, (256 << 10) / std::max<int64_t>(per_tile, 1));
+  return std::max(unit, std::min(most, fit / unit * unit));
+}
+
+// out = the convolution g of `in` with transformed filters U ((m+2)^2
+// planes of C x fp), + bias, then ReLU.
+void winograd_run(const Geometry& g, int m, const float* in, const float* U, int64_t fp,
+                  const float* bias, bool relu, float* out) {
+  const WinogradKernels& wk = winograd_kernels();
+  const GemmKernels& kr = gemm_kernels_active();
+  const int A = m + 2, A2 = A * A, mi = m == 2 ? 0 : 1;
+  const int64_t C = g.c, F = g.f, MR = kr.mr, NR = kr.nr, KC = kr.kc;
+  const int64_t T = g.tiles(m), tb = tile_block(m, C, F, MR, 8 * MR), blocks = ceil_div(T, tb);
+  const int nt = threads_for(2.0 * double(A2) * double(T) * double(C * F), blocks);
+  const int64_t per_thread = A2 * tb * (C + F) + F;  // V, M and a scratch run
+  float* buf = workspace(Slot::conv_a, checked_mul(nt, per_thread));
+  float* zeros = workspace(Slot::conv_c, C);
+  std::fill(zeros, zeros + C, 0.0f);
+  const float* zero = zeros;
+  const int64_t panels = ceil_div(F, NR);
+  parallel_region(nt, [&](int t, int nt_actual) {
+    float* V = buf + t * per_thread;
+    float* M = V + A2 * tb * C;
+    float* dump = M + A2 * tb * F;
+    const float* d[36];
+    float* y[16];
+    for (int64_t blk = blocks * t / nt_actual; blk < blocks * (t + 1) / nt_actual; ++blk) {
+      const int64_t t0 = blk * tb, nb = std::min(tb, T - t0);
+      for (int64_t i = 0; i < nb; ++i) {
+        const TileOrigin o = tile_origin(g, m, t0 + i);
+        cell_pointers(in, o.img, o.y0 - g.ph, o.x0 - g.pw, g.h, g.w, C, A, zero, d);
+        wk.input[mi](C, d, V + i * C, tb * C);
+      }
+      for (int xi = 0; xi < A2; ++xi) {
+        const float* v = V + xi * tb * C;
+        const float* u = U + xi * C * fp;
+        float* mm = M + xi * tb * F;
+        for (int64_t pc = 0; pc < C; pc += KC) {
+          const int64_t kc = std::min(KC, C - pc);
+          for (int64_t p = 0; p < panels; ++p)
+            for (int64_t i0 = 0; i0 < nb; i0 += MR)
+              kr.tile_strided(kc, v + i0 * C + pc, C, 1, u + pc * fp + p * NR, fp,
+                              mm + i0 * F + p * NR, F, std::min(MR, nb - i0),
+                              std::min(NR, F - p * NR), 1.0f, pc == 0 ? 0.0f : 1.0f);
+        }
+      }
+      for (int64_t i = 0; i < nb; ++i) {
+        const TileOrigin o = tile_origin(g, m, t0 + i);
+        cell_pointers(out, o.img, o.y0, o.x0, g.oh, g.ow, F, m, dump, y);
+        wk.output[mi](F, M + i * F, tb * F, bias, relu, y);
+      }
+    }
+  });
+}
+
+Geometry forward_geometry(const Window2d& s, int64_t F) {
+  return {s.n, s.h.in, s.w.in, s.c, s.h.out, s.w.out, F, s.h.pad_before, s.w.pad_before};
+}
+
+// The algorithm FASTNN_CONV_ALGORITHM asks for (auto when unset), read once.
+ConvAlgorithm environment_algorithm() {
+  static const std::string value = [] {
+    const char* v = std::getenv("FASTNN_CONV_ALGORITHM");
+    return std::string(v ? v : "");
+  }();
+  if (value.empty()) return ConvAlgorithm::auto_;
+  return parse_conv_algorithm(value, "FASTNN_CONV_ALGORITHM");
+}
+
+// Estimated time of a pass in units of one peak FMA-FLOP: the direct path
+// near the GEMM's efficiency, Winograd's products on short K or N slower,
+// and its transforms about a dozen such units per transformed element.
+double direct_cost(const Window2d& s, int64_t F) {
+  return 2.0 * 9.0 * double(s.n * s.h.out * s.w.out) * double(s.c * F) / 0.8;
+}
+double gemm_efficiency(int64_t k, int64_t n) {
+  return 0.8 * double(k) / double(k + 12) * double(n) / double(n + 8);
+}
+double winograd_cost(const Window2d& s, int64_t F, ConvPass pass, int m) {
+  const bool data = pass == ConvPass::backward_data;
+  const Geometry g = data ? Geometry{s.n, s.h.out, s.w.out, F, s.h.in, s.w.in, s.c, 0, 0}
+                          : forward_geometry(s, F);
+  const double tiles = double(g.tiles(m)), a2 = double((m + 2) * (m + 2));
+  const double k = pass == ConvPass::backward_weight ? 64.0 : double(g.c);
+  const double products = 2.0 * a2 * tiles * double(g.c * g.f) / gemm_efficiency(k, double(g.f));
+  return products + 12.0 * a2 * tiles * double(g.c + g.f);
+}
+
+}  // namespace
+
+ConvAlgorithm parse_conv_algorithm(const std::string& name, const char* what) {
+  if (name == "auto") return ConvAlgorithm::auto_;
+  if (name == "direct") return ConvAlgorithm::direct;
+  if (name == "winograd") return ConvAlgorithm::winograd;
+  throw std::invalid_argument(
+      str_cat(what, " must be 'auto', 'direct' or 'winograd', got '", name, "'"));
+}
+
+bool winograd_applies(const Window2d& s) {
+  return s.h.k == 3 && s.w.k == 3 && s.h.stride == 1 && s.w.stride == 1 && s.h.dilation == 1 &&
+         s.w.dilation == 1;
+}
+
+int conv_winograd_tile(const Window2d& s, int64_t F, ConvPass pass, ConvAlgorithm algo) {
+  const bool forced = algo != ConvAlgorithm::auto_;
+  if (!forced) algo = environment_algorithm();
+  if (algo == ConvAlgorithm::direct) return 0;
+  if (!winograd_applies(s)) {
+    FASTNN_CHECK(!forced, "argument 'algorithm': 'winograd' needs a 3x3 window with stride 1 and "
+                 "dilation 1, got ", s.h.k, "x", s.w.k, " stride (", s.h.stride, ", ", s.w.stride,
+                 ") dilation (", s.h.dilation, ", ", s.w.dilation, ")");
+    return 0;  // FASTNN_CONV_ALGORITHM=winograd leaves other windows to the direct path
+  }
+  if (s.n * s.h.out * s.w.out * s.c * F == 0) return 0;
+  const double c2 = winograd_cost(s, F, pass, 2), c4 = winograd_cost(s, F, pass, 4);
+  const int m = c4 <= c2 ? 4 : 2;
+  if (algo == ConvAlgorithm::winograd) return m;
+  return std::min(c2, c4) < direct_cost(s, F) ? m : 0;
+}
+
+void winograd_forward(const Window2d& s, int64_t F, int m, const float* x, const float* w,
+                      const float* b, bool relu, float* y) {
+  const GemmKernels& kr = gemm_kernels_active();
+  const int64_t C = s.c, fp = ceil_div(F, kr.nr) * kr.nr;
+  float* U = workspace(Slot::conv_b, checked_mul(int64_t(m + 2) * (m + 2) * C, fp));
+  transform_filters(m, C, F, fp, [&](int kh, int kw, int64_t c, int64_t f) {
+    return double(w[((kh * 3 + kw) * C + c) * F + f]);
+  }, U);
+  winograd_run(forward_geometry(s, F), m, x, U, fp, b, relu, y);
+}
+
+void winograd_backward_data(const Window2d& s, int64_t F, int m, const float* dy,
+                            const float* w, float* dx) {
+  const GemmKernels& kr = gemm_kernels_active();
+  const int64_t C = s.c, cp = ceil_div(C, kr.nr) * kr.nr;
+  float* U = workspace(Slot::conv_b, checked_mul(int64_t(m + 2) * (m + 2) * F, cp));
+  transform_filters(m, F, C, cp, [&](int kh, int kw, int64_t f, int64_t c) {
+    return double(w[(((2 - kh) * 3 + 2 - kw) * C + c) * F + f]);
+  }, U);
+  // dx(y, x) = sum over taps of dy(y + p - kh, x + p - kw) w(kh, kw):
+  // a 3x3 convolution of dy with the flipped filters and padding 2 - p
+  const Geometry g{s.n, s.h.out, s.w.out, F, s.h.in, s.w.in, C, 2 - s.h.pad_before,
+                   2 - s.w.pad_before};
+  winograd_run(g, m, dy, U, cp, nullptr, false, dx);
+}
+
+void winograd_backward_weight(const Window2d& s, int64_t F, int m, const float* x,
+                              const float* dy, float* dw) {
+  const WinogradKernels& wk = winograd_kernels();
+  const GemmKernels& kr = gemm_kernels_active();
+  const int A = m + 2, A2 = A * A, mi = m == 2 ? 0 : 1;
+  const Geometry g = forward_geometry(s, F);
+  const int64_t C = s.c, MR = kr.mr, NR = kr.nr, T = g.tiles(m);
+  const int64_t tb = tile_block(m, C, F, 16, 512), blocks = ceil_div(T, tb);
+  const int64_t strips = ceil_div(C, MR), panels = ceil_div(F, NR), items = A2 * strips;
+  const int nt = threads_for(2.0 * double(A2) * double(T) * double(C * F), items);
+  // V (tiles of x), D (tiles of dy, NR floats of slack: the last panel
+  // reads whole rows) and the sums S[xi] (C x F)
+  float* V = workspace(Slot::conv_a, checked_mul(A2 * tb, C + F) + NR);
+  float* D = V + A2 * tb * C;
+  float* S = workspace(Slot::conv_b, checked_mul(A2 * C, F));
+  float* zeros = workspace(Slot::conv_c, std::max(C, F));
+  std::fill(zeros, zeros + std::max(C, F), 0.0f);
+  const float* zero = zeros;
+  parallel_region(nt, [&](int t, int nt_actual) {
+    const float* d[36];
+    const float* gy[16];
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t t0 = blk * tb, nb = std::min(tb, T - t0);
+      for (int64_t i = nb * t / nt_actual; i < nb * (t + 1) / nt_actual; ++i) {
+        const TileOrigin o = tile_origin(g, m, t0 + i);
+        cell_pointers(x, o.img, o.y0 - g.ph, o.x0 - g.pw, g.h, g.w, C, A, zero, d);
+        wk.input[mi](C, d, V + i * C, tb * C);
+        cell_pointers(dy, o.img, o.y0, o.x0, g.oh, g.ow, F, m, zero, gy);
+        wk.gradient[mi](F, gy, D + i * F, tb * F);
+      }
+      barrier(nt_actual);
+      // S[xi] (C x F) += V[xi]^T (C x nb) . D[xi] (nb x F)
+      for (int64_t item = items * t / nt_actual; item < items * (t + 1) / nt_actual; ++item) {
+        const int64_t xi = item / strips, c0 = item % strips * MR;
+        for (int64_t p = 0; p < panels; ++p)
+          kr.tile_strided(nb, V + xi * tb * C + c0, 1, C, D + xi * tb * F + p * NR, F,
+                          S + (xi * C + c0) * F + p * NR, F, std::min(MR, C - c0),
+                          std::min(NR, F - p * NR), 1.0f, blk == 0 ? 0.0f : 1.0f);
+      }
+      barrier(nt_actual);
+    }
+  });
+  // dw(kh, kw) = sum over (a, b) of G[a][kh] S[a][b] G[b][kw], each element
+  // of dw summed in the same order
+  const int64_t CF = C * F;
+  parallel_for(CF, threads_for(double(CF) * A2 * 12.0, CF / 64 + 1), [&](int64_t e0, int64_t e1) {
+    for (int kh = 0; kh < 3; ++kh)
+      for (int kw = 0; kw < 3; ++kw) {
+        float* out = dw + (kh * 3 + kw) * CF;
+        for (int64_t e = e0; e < e1; ++e) out[e] = 0.0f;
+        for (int a = 0; a < A; ++a)
+          for (int b = 0; b < A; ++b) {
+            const float coef = float(g_at(m, a, kh) * g_at(m, b, kw));
+            if (coef == 0.0f) continue;
+            const float* src = S + (a * A + b) * CF;
+            for (int64_t e = e0; e < e1; ++e) out[e] += coef * src[e];
+          }
+      }
+  });
+}
+
+}  // namespace fastnn
