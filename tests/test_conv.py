@@ -32,6 +32,13 @@ EPS32 = float(np.finfo(np.float32).eps)
 TINY32 = float(np.finfo(np.float32).tiny)  # flush-to-zero may drop denormals
 
 
+@pytest.fixture(autouse=True)
+def _direct_convolution(monkeypatch):
+    """These tests hold the direct path to its error model: auto may pick
+    Winograd, whose bound is looser (tests/test_winograd.py tests it)."""
+    monkeypatch.setenv("FASTNN_CONV_ALGORITHM", "direct")
+
+
 # ================================================================ helpers
 
 def sum_tolerance(magnitude, terms):

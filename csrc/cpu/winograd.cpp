@@ -194,14 +194,12 @@ Geometry forward_geometry(const Window2d& s, int64_t F) {
   return {s.n, s.h.in, s.w.in, s.c, s.h.out, s.w.out, F, s.h.pad_before, s.w.pad_before};
 }
 
-// The algorithm FASTNN_CONV_ALGORITHM asks for (auto when unset), read once.
+// The algorithm FASTNN_CONV_ALGORITHM asks for (auto when unset or empty),
+// read at each call (a lookup costs far less than any convolution).
 ConvAlgorithm environment_algorithm() {
-  static const std::string value = [] {
-    const char* v = std::getenv("FASTNN_CONV_ALGORITHM");
-    return std::string(v ? v : "");
-  }();
-  if (value.empty()) return ConvAlgorithm::auto_;
-  return parse_conv_algorithm(value, "FASTNN_CONV_ALGORITHM");
+  const char* v = std::getenv("FASTNN_CONV_ALGORITHM");
+  if (v == nullptr || *v == '\0') return ConvAlgorithm::auto_;
+  return parse_conv_algorithm(v, "the environment variable FASTNN_CONV_ALGORITHM");
 }
 
 // Estimated time of a pass in units of one peak FMA-FLOP: the direct path
@@ -229,8 +227,11 @@ ConvAlgorithm parse_conv_algorithm(const std::string& name, const char* what) {
   if (name == "auto") return ConvAlgorithm::auto_;
   if (name == "direct") return ConvAlgorithm::direct;
   if (name == "winograd") return ConvAlgorithm::winograd;
-  throw std::invalid_argument(
-      str_cat(what, " must be 'auto', 'direct' or 'winograd', got '", name, "'"));
+  if (name == "winograd2") return ConvAlgorithm::winograd2;
+  if (name == "winograd4") return ConvAlgorithm::winograd4;
+  throw std::invalid_argument(str_cat(
+      what, " must be 'auto', 'direct', 'winograd', 'winograd2' or 'winograd4', got '", name,
+      "'"));
 }
 
 bool winograd_applies(const Window2d& s) {
@@ -243,12 +244,14 @@ int conv_winograd_tile(const Window2d& s, int64_t F, ConvPass pass, ConvAlgorith
   if (!forced) algo = environment_algorithm();
   if (algo == ConvAlgorithm::direct) return 0;
   if (!winograd_applies(s)) {
-    FASTNN_CHECK(!forced, "argument 'algorithm': 'winograd' needs a 3x3 window with stride 1 and "
+    FASTNN_CHECK(!forced, "argument 'algorithm': Winograd needs a 3x3 window with stride 1 and "
                  "dilation 1, got ", s.h.k, "x", s.w.k, " stride (", s.h.stride, ", ", s.w.stride,
                  ") dilation (", s.h.dilation, ", ", s.w.dilation, ")");
     return 0;  // FASTNN_CONV_ALGORITHM=winograd leaves other windows to the direct path
   }
   if (s.n * s.h.out * s.w.out * s.c * F == 0) return 0;
+  if (algo == ConvAlgorithm::winograd2) return 2;
+  if (algo == ConvAlgorithm::winograd4) return 4;
   const double c2 = winograd_cost(s, F, pass, 2), c4 = winograd_cost(s, F, pass, 4);
   const int m = c4 <= c2 ? 4 : 2;
   if (algo == ConvAlgorithm::winograd) return m;

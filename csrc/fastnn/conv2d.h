@@ -9,11 +9,13 @@
 namespace fastnn {
 
 // How a convolution is computed: direct (implicit GEMM, any window) or
-// Winograd (3x3, stride 1, dilation 1 only); auto picks per shape and pass
-// (or takes FASTNN_CONV_ALGORITHM when that is set).
-enum class ConvAlgorithm { auto_, direct, winograd };
+// Winograd (3x3, stride 1, dilation 1 only; its tile size chosen, or forced
+// to F(2x2,3x3) / F(4x4,3x3)); auto picks per shape and pass (or takes
+// FASTNN_CONV_ALGORITHM when that is set).
+enum class ConvAlgorithm { auto_, direct, winograd, winograd2, winograd4 };
 
-// "auto" | "direct" | "winograd"; throws std::invalid_argument naming `what`.
+// "auto" | "direct" | "winograd" | "winograd2" | "winograd4"; throws
+// std::invalid_argument naming `what`.
 ConvAlgorithm parse_conv_algorithm(const std::string& name, const char* what);
 
 // x: (N,H,W,C), w: (KH,KW,C,F), b: (F,) or nullptr, y: (N,OH,OW,F).

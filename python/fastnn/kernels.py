@@ -98,8 +98,8 @@ def _check_activation(activation, fn):
 
 def _check_algorithm(algorithm, fn):
     if not isinstance(algorithm, str):
-        raise TypeError(f"{fn}: argument 'algorithm' must be 'auto', 'direct' or 'winograd', "
-                        f"got {algorithm!r}")
+        raise TypeError(f"{fn}: argument 'algorithm' must be a string ('auto', 'direct' or "
+                        f"'winograd'), got {algorithm!r}")
     return algorithm  # the value is checked by the kernel
 
 
@@ -108,8 +108,11 @@ def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None,
     """y = conv(x, w) + b over NHWC images with an HWIO kernel (cross-correlation,
     as Keras and PyTorch). padding: "valid", "same" (Keras's rule) or an int /
     (ph, pw); stride, dilation: an int or (sh, sw). activation "relu" fuses a ReLU.
-    algorithm: "auto" (per shape; FASTNN_CONV_ALGORITHM overrides it), "direct",
-    or "winograd" (3x3 windows, stride 1, dilation 1 only)."""
+    algorithm: "auto" (per shape and pass; the environment variable
+    FASTNN_CONV_ALGORITHM replaces it process-wide), "direct", or "winograd"
+    (3x3 windows, stride 1, dilation 1 only; "winograd2" / "winograd4" force
+    F(2x2,3x3) / F(4x4,3x3)). Winograd's float32 error grows with the tile:
+    see tests/test_winograd.py for the bound."""
     relu = _check_activation(activation, "conv2d")
     algorithm = _check_algorithm(algorithm, "conv2d")
     args = _conv_args(x, w, stride, padding, dilation, "conv2d")
