@@ -457,6 +457,11 @@ void direct_backward_weight(const Window2d& s, int64_t F, const float* x, const 
 
 }  // namespace
 
+const char* conv2d_plan(const Window2d& s, int64_t F, ConvPass pass, ConvAlgorithm algo) {
+  const int m = conv_winograd_tile(s, F, pass, algo);
+  return m == 0 ? "direct" : m == 2 ? "winograd2" : "winograd4";
+}
+
 void conv2d_forward(const Window2d& s, int64_t F, const float* x, const float* w, const float* b,
                     bool relu, float* y, ConvAlgorithm algo) {
   if (const int m = conv_winograd_tile(s, F, ConvPass::forward, algo))

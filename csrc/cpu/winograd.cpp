@@ -25,6 +25,7 @@
 #include "cpu/winograd.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -50,16 +51,6 @@ const WinogradKernels& winograd_kernels() {
 #endif
   return winograd_kernels_generic();
 }
-
-// G for m = 2 and m = 4, (m+2) x 3.
-constexpr double kG2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-constexpr double kG4[6][3] = {{1.0 / 4, 0, 0},
-                              {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                              {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                              {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                              {1.0 / 24, -1.0 / 12, 1.0 / 6},
-                              {0, 0, 1.0}};
-double g_at(int m, int xi, int k) { return m == 2 ? kG2[xi][k] : kG4[xi][k]; }
 
 // FLOPs one thread should have before a second is worth starting.
 constexpr double kFlopsPerThread = 6.0e5;
@@ -100,42 +91,28 @@ void cell_pointers(T* base, int64_t img, int64_t y0, int64_t x0, int64_t H, int6
     }
 }
 
-// U[xi][k][0:fp] = (G g G^T)[xi] for the 3x3 filters g(kh, kw) = at(kh, kw, k, j)
-// of k < K inputs and j < F outputs, columns F..fp-1 zero.
-template <class At>
-void transform_filters(int m, int64_t K, int64_t F, int64_t fp, const At& at, float* U) {
-  const int A = m + 2;
-  const int64_t plane = K * fp;
-  parallel_for(K, threads_for(double(K * F) * 200.0, K), [&](int64_t k0, int64_t k1) {
-    for (int64_t k = k0; k < k1; ++k)
-      for (int64_t j = 0; j < fp; ++j) {
-        if (j >= F) {
-          for (int xi = 0; xi < A * A; ++xi) U[xi * plane + k * fp + j] = 0.0f;
-          continue;
-        }
-        double t[6][3];  // G g
-        for (int a = 0; a < A; ++a)
-          for (int kw = 0; kw < 3; ++kw) {
-            double s = 0.0;
-            for (int kh = 0; kh < 3; ++kh) s += g_at(m, a, kh) * at(kh, kw, k, j);
-            t[a][kw] = s;
-          }
-        for (int a = 0; a < A; ++a)
-          for (int b = 0; b < A; ++b) {
-            double s = 0.0;
-            for (int kw = 0; kw < 3; ++kw) s += t[a][kw] * g_at(m, b, kw);
-            U[(a * A + b) * plane + k * fp + j] = float(s);
-          }
-      }
+// U[xi][k][0:fp] = (G w G^T)[xi] for the filters w of input k, tap t at
+// w + t * K * F + k * F (F outputs), columns F..fp-1 zero.
+void transform_filters(int m, int64_t K, int64_t F, int64_t fp, const float* w, float* U) {
+  const WinogradKernels& wk = winograd_kernels();
+  const int A2 = (m + 2) * (m + 2);
+  parallel_for(K, threads_for(double(K * F) * 100.0, K), [&](int64_t k0, int64_t k1) {
+    const float* taps[9];
+    for (int64_t k = k0; k < k1; ++k) {
+      for (int t = 0; t < 9; ++t) taps[t] = w + (t * K + k) * F;
+      float* u = U + k * fp;
+      wk.filter[m == 2 ? 0 : 1](F, taps, u, K * fp);
+      for (int xi = 0; xi < A2; ++xi) std::fill(u + xi * K * fp + F, u + xi * K * fp + fp, 0.0f);
+    }
   });
 }
 
 // Tiles per block: the block's transformed tiles and products, (m+2)^2
-// rows of (C + F) floats per tile, in about 256 KiB (half of Zen 3's L2),
-// a multiple of `unit`.
-int64_t tile_block(int m, int64_t C, int64_t F, int64_t unit, int64_t most) {
+// rows of (C + F) floats per tile, in about `budget` bytes, a multiple of
+// `unit` in [unit, most].
+int64_t tile_block(int m, int64_t C, int64_t F, int64_t budget, int64_t unit, int64_t most) {
   const int64_t per_tile = int64_t(m + 2) * (m + 2) * (C + F) * 4;
-  const int64_t fit = std::max<int64_t>(1, (256 << 10) / std::max<int64_t>(per_tile, 1));
+  const int64_t fit = std::max<int64_t>(1, budget / std::max<int64_t>(per_tile, 1));
   return std::max(unit, std::min(most, fit / unit * unit));
 }
 
@@ -147,7 +124,10 @@ void winograd_run(const Geometry& g, int m, const float* in, const float* U, int
   const GemmKernels& kr = gemm_kernels_active();
   const int A = m + 2, A2 = A * A, mi = m == 2 ? 0 : 1;
   const int64_t C = g.c, F = g.f, MR = kr.mr, NR = kr.nr, KC = kr.kc;
-  const int64_t T = g.tiles(m), tb = tile_block(m, C, F, MR, 8 * MR), blocks = ceil_div(T, tb);
+  // blocks of about 256 KiB (half of Zen 3's L2): they stay in L2 from the
+  // input transform to the output transform
+  const int64_t T = g.tiles(m), tb = tile_block(m, C, F, 256 << 10, MR, 8 * MR);
+  const int64_t blocks = ceil_div(T, tb);
   const int nt = threads_for(2.0 * double(A2) * double(T) * double(C * F), blocks);
   const int64_t per_thread = A2 * tb * (C + F) + F;  // V, M and a scratch run
   float* buf = workspace(Slot::conv_a, checked_mul(nt, per_thread));
@@ -202,23 +182,31 @@ ConvAlgorithm environment_algorithm() {
   return parse_conv_algorithm(v, "the environment variable FASTNN_CONV_ALGORITHM");
 }
 
-// Estimated time of a pass in units of one peak FMA-FLOP: the direct path
-// near the GEMM's efficiency, Winograd's products on short K or N slower,
-// and its transforms about a dozen such units per transformed element.
-double direct_cost(const Window2d& s, int64_t F) {
-  return 2.0 * 9.0 * double(s.n * s.h.out * s.w.out) * double(s.c * F) / 0.8;
+// Estimated time of a pass in units of one FMA-FLOP at peak. Products
+// run at the microkernel's efficiency, less for a short K and for vector
+// lanes or register rows left empty by N or M; Winograd's transforms cost
+// about two dozen such units per transformed element; the direct
+// backward-data (gathers of dy) runs at about half the forward's rate.
+double round_up(double a, double b) { return std::ceil(a / b) * b; }
+double product_efficiency(double m, double n, double k) {
+  const GemmKernels& kr = gemm_kernels_active();
+  return 0.85 * k / (k + 8.0) * n / round_up(n, kr.nr) * m / round_up(m, kr.mr);
 }
-double gemm_efficiency(int64_t k, int64_t n) {
-  return 0.8 * double(k) / double(k + 12) * double(n) / double(n + 8);
+double direct_cost(const Window2d& s, int64_t F, ConvPass pass) {
+  const GemmKernels& kr = gemm_kernels_active();
+  const double C = double(s.c), cols = pass == ConvPass::backward_data ? C : double(F);
+  const double eff = (pass == ConvPass::backward_data ? 0.5 : 0.8) * cols / round_up(cols, kr.nr);
+  return 2.0 * 9.0 * double(s.n * s.h.out * s.w.out) * C * double(F) / eff;
 }
 double winograd_cost(const Window2d& s, int64_t F, ConvPass pass, int m) {
   const bool data = pass == ConvPass::backward_data;
   const Geometry g = data ? Geometry{s.n, s.h.out, s.w.out, F, s.h.in, s.w.in, s.c, 0, 0}
                           : forward_geometry(s, F);
   const double tiles = double(g.tiles(m)), a2 = double((m + 2) * (m + 2));
-  const double k = pass == ConvPass::backward_weight ? 64.0 : double(g.c);
-  const double products = 2.0 * a2 * tiles * double(g.c * g.f) / gemm_efficiency(k, double(g.f));
-  return products + 12.0 * a2 * tiles * double(g.c + g.f);
+  const double cin = double(g.c), cout = double(g.f);
+  const double eff = pass == ConvPass::backward_weight ? product_efficiency(cin, cout, 64.0)
+                                                       : product_efficiency(1e9, cout, cin);
+  return 2.0 * a2 * tiles * cin * cout / eff + 24.0 * a2 * tiles * (cin + cout);
 }
 
 }  // namespace
@@ -252,10 +240,11 @@ int conv_winograd_tile(const Window2d& s, int64_t F, ConvPass pass, ConvAlgorith
   if (s.n * s.h.out * s.w.out * s.c * F == 0) return 0;
   if (algo == ConvAlgorithm::winograd2) return 2;
   if (algo == ConvAlgorithm::winograd4) return 4;
+  // F(4x4,3x3) only where clearly cheaper: F(2x2,3x3) is the more accurate
   const double c2 = winograd_cost(s, F, pass, 2), c4 = winograd_cost(s, F, pass, 4);
-  const int m = c4 <= c2 ? 4 : 2;
+  const int m = c4 < 0.9 * c2 ? 4 : 2;
   if (algo == ConvAlgorithm::winograd) return m;
-  return std::min(c2, c4) < direct_cost(s, F) ? m : 0;
+  return std::min(c2, c4) < direct_cost(s, F, pass) ? m : 0;
 }
 
 void winograd_forward(const Window2d& s, int64_t F, int m, const float* x, const float* w,
@@ -263,9 +252,7 @@ void winograd_forward(const Window2d& s, int64_t F, int m, const float* x, const
   const GemmKernels& kr = gemm_kernels_active();
   const int64_t C = s.c, fp = ceil_div(F, kr.nr) * kr.nr;
   float* U = workspace(Slot::conv_b, checked_mul(int64_t(m + 2) * (m + 2) * C, fp));
-  transform_filters(m, C, F, fp, [&](int kh, int kw, int64_t c, int64_t f) {
-    return double(w[((kh * 3 + kw) * C + c) * F + f]);
-  }, U);
+  transform_filters(m, C, F, fp, w, U);
   winograd_run(forward_geometry(s, F), m, x, U, fp, b, relu, y);
 }
 
@@ -273,10 +260,14 @@ void winograd_backward_data(const Window2d& s, int64_t F, int m, const float* dy
                             const float* w, float* dx) {
   const GemmKernels& kr = gemm_kernels_active();
   const int64_t C = s.c, cp = ceil_div(C, kr.nr) * kr.nr;
+  // the filters of the transposed convolution: tap 8 - t of w with its C
+  // and F axes swapped
+  float* wt = workspace(Slot::conv_pad, checked_mul(9 * C, F));
+  for (int t = 0; t < 9; ++t)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t f = 0; f < F; ++f) wt[(t * F + f) * C + c] = w[((8 - t) * C + c) * F + f];
   float* U = workspace(Slot::conv_b, checked_mul(int64_t(m + 2) * (m + 2) * F, cp));
-  transform_filters(m, F, C, cp, [&](int kh, int kw, int64_t f, int64_t c) {
-    return double(w[(((2 - kh) * 3 + 2 - kw) * C + c) * F + f]);
-  }, U);
+  transform_filters(m, F, C, cp, wt, U);
   // dx(y, x) = sum over taps of dy(y + p - kh, x + p - kw) w(kh, kw):
   // a 3x3 convolution of dy with the flipped filters and padding 2 - p
   const Geometry g{s.n, s.h.out, s.w.out, F, s.h.in, s.w.in, C, 2 - s.h.pad_before,
@@ -291,7 +282,9 @@ void winograd_backward_weight(const Window2d& s, int64_t F, int m, const float* 
   const int A = m + 2, A2 = A * A, mi = m == 2 ? 0 : 1;
   const Geometry g = forward_geometry(s, F);
   const int64_t C = s.c, MR = kr.mr, NR = kr.nr, T = g.tiles(m);
-  const int64_t tb = tile_block(m, C, F, 16, 512), blocks = ceil_div(T, tb);
+  // the tiles of a block are the K of the products: at least 64 of them,
+  // even where the block then spills from L2 to L3
+  const int64_t tb = tile_block(m, C, F, 1 << 20, 64, 512), blocks = ceil_div(T, tb);
   const int64_t strips = ceil_div(C, MR), panels = ceil_div(F, NR), items = A2 * strips;
   const int nt = threads_for(2.0 * double(A2) * double(T) * double(C * F), items);
   // V (tiles of x), D (tiles of dy, NR floats of slack: the last panel
@@ -326,22 +319,14 @@ void winograd_backward_weight(const Window2d& s, int64_t F, int m, const float* 
       barrier(nt_actual);
     }
   });
-  // dw(kh, kw) = sum over (a, b) of G[a][kh] S[a][b] G[b][kw], each element
-  // of dw summed in the same order
+  // dw = G^T S G, element by element
   const int64_t CF = C * F;
-  parallel_for(CF, threads_for(double(CF) * A2 * 12.0, CF / 64 + 1), [&](int64_t e0, int64_t e1) {
-    for (int kh = 0; kh < 3; ++kh)
-      for (int kw = 0; kw < 3; ++kw) {
-        float* out = dw + (kh * 3 + kw) * CF;
-        for (int64_t e = e0; e < e1; ++e) out[e] = 0.0f;
-        for (int a = 0; a < A; ++a)
-          for (int b = 0; b < A; ++b) {
-            const float coef = float(g_at(m, a, kh) * g_at(m, b, kw));
-            if (coef == 0.0f) continue;
-            const float* src = S + (a * A + b) * CF;
-            for (int64_t e = e0; e < e1; ++e) out[e] += coef * src[e];
-          }
-      }
+  parallel_for(ceil_div(CF, 256), threads_for(double(CF) * 40.0, ceil_div(CF, 256)),
+               [&](int64_t b0, int64_t b1) {
+    const float* cells[36];
+    const int64_t e0 = b0 * 256, e1 = std::min(CF, b1 * 256);
+    for (int xi = 0; xi < A2; ++xi) cells[xi] = S + xi * CF + e0;
+    wk.filter_gradient[mi](e1 - e0, cells, dw + e0, CF);
   });
 }
 

@@ -9,8 +9,6 @@
 
 namespace fastnn {
 
-enum class ConvPass { forward, backward_data, backward_weight };
-
 // Whether Winograd can compute this convolution (3x3, stride 1, dilation 1).
 bool winograd_applies(const Window2d& s);
 

@@ -18,6 +18,12 @@ enum class ConvAlgorithm { auto_, direct, winograd, winograd2, winograd4 };
 // std::invalid_argument naming `what`.
 ConvAlgorithm parse_conv_algorithm(const std::string& name, const char* what);
 
+enum class ConvPass { forward, backward_data, backward_weight };
+
+// What a pass of this convolution runs under `algo`: "direct", "winograd2"
+// or "winograd4" (for benchmarks and tests).
+const char* conv2d_plan(const Window2d& s, int64_t F, ConvPass pass, ConvAlgorithm algo);
+
 // x: (N,H,W,C), w: (KH,KW,C,F), b: (F,) or nullptr, y: (N,OH,OW,F).
 // y = conv(x, w) + b, then max(y, 0) when relu.
 void conv2d_forward(const Window2d& s, int64_t F, const float* x, const float* w, const float* b,

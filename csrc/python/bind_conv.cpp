@@ -93,6 +93,20 @@ void bind_conv(py::module_& m) {
      py::arg("relu"), py::arg("algorithm") = "auto",
      "y = conv(x, w) + b (then ReLU): NHWC x, HWIO w; algorithm 'auto', 'direct' or 'winograd'");
 
+  m.def("conv2d_plan", [](const py::array& x, const py::array& w, int64_t sh, int64_t sw,
+                          const std::string& mode, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+                          const std::string& algorithm) {
+    const char* fn = "conv2d_plan";
+    const ConvAlgorithm algo = algorithm_arg(algorithm, fn);
+    const ConvArgs a = conv_args(x, w, sh, sw, mode, ph, pw, dh, dw, fn);
+    return py::make_tuple(conv2d_plan(a.s, a.F, ConvPass::forward, algo),
+                          conv2d_plan(a.s, a.F, ConvPass::backward_data, algo),
+                          conv2d_plan(a.s, a.F, ConvPass::backward_weight, algo));
+  }, py::arg("x"), py::arg("w"), py::arg("sh"), py::arg("sw"), py::arg("padding"), py::arg("ph"),
+     py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("algorithm") = "auto",
+     "what (forward, backward-data, backward-weight) of conv2d run: 'direct', 'winograd2' or "
+     "'winograd4'");
+
   m.def("conv2d_reference", [](const py::array& x, const py::array& w, const py::object& b,
                                int64_t sh, int64_t sw, const std::string& mode, int64_t ph,
                                int64_t pw, int64_t dh, int64_t dw, bool relu) {

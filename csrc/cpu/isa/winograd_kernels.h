@@ -21,6 +21,12 @@ struct WinogradKernels {
   // v[xi * vs + f] = (A g A^T)[xi] for the m x m tile of output gradients
   // g (cell i at g[i], F floats): the weight gradient's second operand.
   void (*gradient[2])(int64_t F, const float* const* g, float* v, int64_t vs);
+  // u[xi * us + f] = (G w G^T)[xi] for the 3x3 filters w (tap i at w[i],
+  // F outputs).
+  void (*filter[2])(int64_t F, const float* const* w, float* u, int64_t us);
+  // dw[i * dws + e] = (G^T S G)[i] for e < n, the 3x3 filter gradient from
+  // its transform S (cell xi at s[xi]).
+  void (*filter_gradient[2])(int64_t n, const float* const* s, float* dw, int64_t dws);
 };
 
 const WinogradKernels& winograd_kernels_generic();
