@@ -466,12 +466,20 @@ void direct_backward_weight(const Window2d& s, int64_t F, const float* x, const 
   const bool can_be_inside = reach_h < s.h.in && reach_w < s.w.in;
   const std::vector<int64_t> koff =
       can_be_inside ? window_offsets(s, s.w.in) : std::vector<int64_t>();
-  // panels whose elements are one run of channels (C a multiple of NR) copy
-  // that run instead of gathering element by element
-  std::vector<char> run(static_cast<size_t>(panels), 0);
+  // each panel's elements as runs contiguous in the image (a tap's
+  // channels, or adjoining taps'), copied run by run: runs[first[p] ..
+  // first[p+1]) are panel p's, as (first element, length)
+  std::vector<std::pair<int64_t, int64_t>> runs;
+  std::vector<size_t> first(static_cast<size_t>(panels) + 1, 0);
   for (int64_t p = 0; can_be_inside && p < panels; ++p) {
-    const int64_t j = p * NR, n = std::min(NR, K - j);
-    run[size_t(p)] = koff[size_t(j + n - 1)] - koff[size_t(j)] == n - 1;
+    const int64_t j = p * NR, end = std::min(NR, K - j) + j;
+    for (int64_t k = j; k < end;) {
+      int64_t n = 1;
+      while (k + n < end && koff[size_t(k + n)] == koff[size_t(k)] + n) ++n;
+      runs.emplace_back(k, n);
+      k += n;
+    }
+    first[size_t(p) + 1] = runs.size();
   }
   parallel_region(nt, [&](int t, int nt_actual) {
     const int64_t p0 = panels * t / nt_actual, p1 = panels * (t + 1) / nt_actual;
@@ -491,10 +499,9 @@ void direct_backward_weight(const Window2d& s, int64_t F, const float* x, const 
           if (can_be_inside && o.ih0 >= 0 && o.ih0 + reach_h < s.h.in && o.iw0 >= 0 &&
               o.iw0 + reach_w < s.w.in) {  // the whole window inside: read by offsets
             const float* src = x + ((o.image_row + o.ih0) * s.w.in + o.iw0) * C;
-            if (run[size_t(p)])
-              std::memcpy(row, src + koff[size_t(j)], size_t(n) * sizeof(float));
-            else
-              for (int64_t jj = 0; jj < n; ++jj) row[jj] = src[koff[size_t(j + jj)]];
+            for (size_t r = first[size_t(p)]; r < first[size_t(p) + 1]; ++r)
+              copy_run(row + runs[r].first - j, src + koff[size_t(runs[r].first)],
+                       runs[r].second);
           } else {
             im2col.gather(o, j, n, row);
           }
