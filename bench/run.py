@@ -4,7 +4,8 @@
     python bench/run.py gemm [--threads 1 2] [--sizes 256 1024 64x2048x512]
                              [--repeat 5] [--min-time 0.2] [--json out.json]
     python bench/run.py overhead [--batches 32 256]   # one MLP training step vs PyTorch
-    python bench/run.py conv                          # the flagship CNN's layers and step
+    python bench/run.py conv [--padding same]         # the seed's CNN's layers and step
+    python bench/run.py conv --sweep                  # common conv layer shapes vs PyTorch
     python bench/run.py optim                         # one Adam step over the flagship CNN
     python bench/run.py train [--keras-python PY]     # training it: fastnn, PyTorch, Keras
     python bench/run.py augment [--batch 64]           # ImageDataGenerator.flow, images/s
@@ -743,6 +744,8 @@ def training_step_row(args, torch, threads):
 def add_train_arguments(p):
     p.add_argument("--batch", type=int, default=64, help="batch size (default: 64)")
     p.add_argument("--steps", type=int, default=100, help="timed steps (default: 100)")
+    p.add_argument("--padding", choices=("valid", "same"), default="valid",
+                   help="the flagship network's padding (default 'valid': the seed's network)")
     p.add_argument("--keras-python", metavar="PYTHON",
                    help="a Python with tensorflow (Keras 3) installed, to time the original "
                         "Keras code on the same arrays in a subprocess")
@@ -759,12 +762,12 @@ import numpy as np
 import keras
 from keras import layers
 d = np.load(sys.argv[1])
-x, y, batch = d["x"], d["y"], int(d["batch"])
+x, y, batch, padding = d["x"], d["y"], int(d["batch"]), str(d["padding"])
 model = keras.Sequential([
     keras.Input((32, 32, 3)),
-    layers.Conv2D(32, (3, 3), activation="relu", padding="same"), layers.MaxPooling2D((2, 2)),
-    layers.Conv2D(64, (3, 3), activation="relu", padding="same"), layers.MaxPooling2D((2, 2)),
-    layers.Conv2D(128, (3, 3), activation="relu", padding="same"), layers.MaxPooling2D((2, 2)),
+    layers.Conv2D(32, (3, 3), activation="relu", padding=padding), layers.MaxPooling2D((2, 2)),
+    layers.Conv2D(64, (3, 3), activation="relu", padding=padding), layers.MaxPooling2D((2, 2)),
+    layers.Conv2D(128, (3, 3), activation="relu", padding=padding), layers.MaxPooling2D((2, 2)),
     layers.Flatten(), layers.Dense(512, activation="relu"), layers.Dense(10, activation="softmax")])
 model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
               metrics=["accuracy"])
@@ -778,12 +781,12 @@ print("KERAS_STEP_S", best)
 """
 
 
-def keras_step_seconds(python, x, y, batch, threads, repeat):
+def keras_step_seconds(python, x, y, batch, threads, repeat, padding):
     import subprocess
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "data.npz")
-        np.savez(data, x=x, y=y, batch=batch, repeat=repeat)
+        np.savez(data, x=x, y=y, batch=batch, repeat=repeat, padding=padding)
         script = os.path.join(tmp, "keras_train.py")
         with open(script, "w") as f:
             f.write(KERAS_SCRIPT)
@@ -814,15 +817,15 @@ def run_train(args, session):
     rows = []
     for t in args.threads:
         with session.threads(t):
-            weights = flagship.init_weights()
-            model = flagship.fastnn_model(weights)
+            weights = flagship.init_weights(padding=args.padding)
+            model = flagship.fastnn_model(weights, args.padding)
             model.fit(x[:5 * args.batch], y[:5 * args.batch], batch_size=args.batch, verbose=0)
 
             def fastnn_run():
                 model.fit(x, y, batch_size=args.batch, epochs=1, verbose=0, shuffle=True)
             runs = {"fastnn": fastnn_run}
             if torch is not None:
-                tm = flagship.torch_model(torch, weights, channels_last=True)
+                tm = flagship.torch_model(torch, weights, True, args.padding)
                 opt = torch.optim.Adam(tm.parameters(), lr=1e-3)
                 xt = flagship.torch_images(torch, x, channels_last=True)
                 yt = torch.from_numpy(y)
@@ -845,7 +848,8 @@ def run_train(args, session):
                     runs[name]()
                     best[name] = min(best[name], (time.perf_counter() - t0) / args.steps)
             if args.keras_python:
-                k = keras_step_seconds(args.keras_python, x, y, args.batch, t, args.repeat)
+                k = keras_step_seconds(args.keras_python, x, y, args.batch, t, args.repeat,
+                                       args.padding)
                 if k is not None:
                     best["Keras"] = k
             peers = [v for name, v in best.items() if name != "fastnn"]
@@ -1205,7 +1209,8 @@ SUBCOMMANDS = {
     "overhead": ("one training step of a small MLP (784-128-10, SGD): fastnn against PyTorch",
                  add_overhead_arguments, run_overhead),
     "conv": ("the flagship CNN's layers, forward and forward+backward, and its whole "
-             "training step: fastnn against PyTorch", add_conv_arguments, run_conv),
+             "training step (or, with --sweep, common layer shapes): fastnn against PyTorch",
+             add_conv_arguments, run_conv),
     "optim": ("one Adam step over the flagship CNN's parameters: fastnn against PyTorch",
               add_optim_arguments, run_optim),
     "train": ("training the flagship CNN (model.fit, Adam): fastnn against PyTorch and Keras",
