@@ -125,8 +125,13 @@ void winograd_run(const Geometry& g, int m, const float* in, const float* U, int
   const int A = m + 2, A2 = A * A, mi = m == 2 ? 0 : 1;
   const int64_t C = g.c, F = g.f, MR = kr.mr, NR = kr.nr, KC = kr.kc;
   // blocks of about 256 KiB (half of Zen 3's L2): they stay in L2 from the
-  // input transform to the output transform
-  const int64_t T = g.tiles(m), tb = tile_block(m, C, F, 256 << 10, MR, 8 * MR);
+  // input transform to the output transform. Filters too large to stay in
+  // L2 beside them stream from L3 once per block: larger blocks then, so
+  // that each filter panel serves more tiles.
+  const int64_t filter_bytes = int64_t(m + 2) * (m + 2) * C * fp * 4;
+  const int64_t T = g.tiles(m),
+                tb = filter_bytes > (384 << 10) ? tile_block(m, C, F, 1 << 20, MR, 16 * MR)
+                                                : tile_block(m, C, F, 256 << 10, MR, 8 * MR);
   const int64_t blocks = ceil_div(T, tb);
   const int nt = threads_for(2.0 * double(A2) * double(T) * double(C * F), blocks);
   const int64_t per_thread = A2 * tb * (C + F) + F;  // V, M and a scratch run
@@ -186,7 +191,8 @@ ConvAlgorithm environment_algorithm() {
 // run at the microkernel's efficiency, less for a short K and for vector
 // lanes or register rows left empty by N or M; Winograd's transforms cost
 // about two dozen such units per transformed element; the direct
-// backward-data (gathers of dy) runs at about half the forward's rate.
+// backward-data runs at about half the forward's rate when it gathers dy,
+// a little more when it scatters window gradients.
 double round_up(double a, double b) { return std::ceil(a / b) * b; }
 double product_efficiency(double m, double n, double k) {
   const GemmKernels& kr = gemm_kernels_active();
@@ -194,9 +200,17 @@ double product_efficiency(double m, double n, double k) {
 }
 double direct_cost(const Window2d& s, int64_t F, ConvPass pass) {
   const GemmKernels& kr = gemm_kernels_active();
-  const double C = double(s.c), cols = pass == ConvPass::backward_data ? C : double(F);
-  const double eff = (pass == ConvPass::backward_data ? 0.5 : 0.8) * cols / round_up(cols, kr.nr);
-  return 2.0 * 9.0 * double(s.n * s.h.out * s.w.out) * C * double(F) / eff;
+  const double C = double(s.c), K = double(s.h.k * s.w.k) * C;
+  // the columns of the product: F, or for backward-data C (gathered dy)
+  // or, for short channel runs, the K elements of a window (scattered)
+  double cols = double(F), rate = 0.8;
+  if (pass == ConvPass::backward_data) {
+    const bool scatter = s.c < 16;  // conv2d.cpp's kShortRun (Winograd's windows have stride 1)
+    cols = scatter ? K : C;
+    rate = scatter ? 0.6 : 0.5;
+  }
+  return 2.0 * double(s.n * s.h.out * s.w.out) * K * double(F) /
+         (rate * cols / round_up(cols, kr.nr));
 }
 double winograd_cost(const Window2d& s, int64_t F, ConvPass pass, int m) {
   const bool data = pass == ConvPass::backward_data;
