@@ -441,7 +441,7 @@ void direct_backward_weight(const Window2d& s, int64_t F, const float* x, const 
                             float* dw) {
   const GemmKernels& kr = gemm_kernels_active();
   const int64_t C = s.c, T = s.h.k * s.w.k, K = T * C, P = s.n * s.h.out * s.w.out;
-  if (C < kShortRun && s.w.out >= 8) {
+  if (C <= kShortRun && s.w.out >= 8) {
     if (!has_padding(s)) return backward_weight_by_rows(s, F, x, dy, dw);
     const Padded p = pad_image(s, x);
     return backward_weight_by_rows(p.s, F, p.x, dy, dw);
