@@ -13,8 +13,8 @@ here, for an output summing `terms` products:
     |error| <= eps32 * GROWTH[m] * (4 + 2 sqrt(terms)) * max over the tile of sum |a||b|
 
 with GROWTH = {2: 2, 4: 16}: the direct path's model (tests/test_conv.py)
-times that growth. Measured errors stay below a tenth of it for m = 2 and
-below a tenth of it for m = 4 (about 1.3x the direct bound) on these shapes.
+times that growth. On these shapes the measured errors stay below a tenth
+of it: about 0.15x the direct path's bound for m = 2 and 1.3x for m = 4.
 For the weight gradient the tile is the 3x3 filter of one (c, f) pair.
 """
 import math

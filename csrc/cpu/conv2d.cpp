@@ -5,7 +5,13 @@
 //
 //   forward       y (P x F)   = im2col(x) (P x K) . w (K x F)      P = N*OH*OW, K = KH*KW*C
 //   backward-data dx (Q x C)  = gather(dy) (Q x Kd) . wt (Kd x C)  Q = N*H*W,   Kd = KH*KW*F
+//                 or, for strides > 1 and short channel runs, the window
+//                 gradients dy (P x F) . w^T (F x K) scattered into dx
 //   backward-wt.  dw (K x F)  = im2col(x)^T (K x P) . dy (P x F)
+//
+// 1x1 windows with stride 1 and no padding are plain GEMMs on the
+// activations in place; 3x3 windows with stride 1 may go to Winograd
+// (winograd.cpp) when conv_winograd_tile says so.
 //
 // The weights (small) are packed once per call into the microkernel's
 // panel layout. Each output element is computed by one thread, with its sum
