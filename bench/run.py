@@ -461,7 +461,8 @@ def flagship_layers(batch, torch, padding):
         else:
             x = x.reshape(batch, -1)
             xt = fastnn.tensor(x, requires_grad=True)
-            w = (rng.standard_normal((x.shape[1], width)) * np.sqrt(2 / x.shape[1])).astype(np.float32)
+            w = (rng.standard_normal((x.shape[1], width))
+                 * np.sqrt(2 / x.shape[1])).astype(np.float32)
             wt = fastnn.tensor(w, requires_grad=True)
             bt = fastnn.tensor(np.zeros(width, np.float32), requires_grad=True)
             act = F.relu if width != 10 else (lambda t: t)
