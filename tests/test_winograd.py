@@ -73,6 +73,7 @@ SHAPES = [
     (2, 3, 3, 4, 5, "valid"),
     (1, 1, 1, 6, 2, "same"),
     (1, 5, 5, 400, 12, "same"),
+    (8, 37, 35, 8, 8, "same"),  # several weight-gradient blocks of tiles
 ]
 
 
@@ -149,9 +150,12 @@ def test_winograd_gradients_match_central_differences(m):
 
 
 @pytest.mark.parametrize("m", TILES)
-def test_winograd_gives_the_same_bits_at_1_and_2_threads(isa, m):
-    # enough tiles for several blocks per thread
-    x, w, b, dy, padding = random_case((6, 17, 15, 24, 40, "same"), seed=7)
+@pytest.mark.parametrize("shape", [(6, 17, 15, 24, 40, "same"), (8, 37, 35, 8, 8, "same")],
+                         ids=shape_id)
+def test_winograd_gives_the_same_bits_at_1_and_2_threads(isa, m, shape):
+    # enough tiles for several blocks per thread (the weight gradient's
+    # blocks hold up to 512 tiles: the second shape has several)
+    x, w, b, dy, padding = random_case(shape, seed=7)
     algo = f"winograd{m}"
     results = []
     for n in (1, 2):

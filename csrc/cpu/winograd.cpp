@@ -296,9 +296,10 @@ void winograd_backward_weight(const Window2d& s, int64_t F, int m, const float* 
   const int A = m + 2, A2 = A * A, mi = m == 2 ? 0 : 1;
   const Geometry g = forward_geometry(s, F);
   const int64_t C = s.c, MR = kr.mr, NR = kr.nr, T = g.tiles(m);
-  // the tiles of a block are the K of the products: at least 64 of them,
-  // even where the block then spills from L2 to L3
-  const int64_t tb = tile_block(m, C, F, 1 << 20, 64, 512), blocks = ceil_div(T, tb);
+  // the tiles of a block are the K of the products: 64 to 512 of them, in
+  // about 4 MiB (from L3): long products and few barriers (each costs
+  // dearly when the machine is oversubscribed)
+  const int64_t tb = tile_block(m, C, F, 4 << 20, 64, 512), blocks = ceil_div(T, tb);
   const int64_t strips = ceil_div(C, MR), panels = ceil_div(F, NR), items = A2 * strips;
   const int nt = threads_for(2.0 * double(A2) * double(T) * double(C * F), items);
   // V (tiles of x), D (tiles of dy, NR floats of slack: the last panel
