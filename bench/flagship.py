@@ -1,7 +1,10 @@
-"""The flagship CIFAR-10 network (Conv 32/64/128 3x3 "same" + ReLU + max-pool,
-Flatten, Dense 512 ReLU, Dense 10 softmax; Adam 1e-3; sparse categorical
-cross-entropy) built from the same weights in fastnn and in PyTorch, for
-bench/run.py's whole-step and training benchmarks.
+"""The flagship CIFAR-10 network, the seed's Keras code (Conv 32/64/128 3x3 +
+ReLU + max-pool, Flatten, Dense 512 ReLU, Dense 10 softmax; Adam 1e-3;
+sparse categorical cross-entropy) built from the same weights in fastnn and
+in PyTorch, for bench/run.py's whole-step and training benchmarks. With
+Keras's default padding "valid" (the seed's network) the maps are 30, 15,
+13, 6, 4, 2 and Flatten gives 512 features; padding "same" gives 32, 16, 8
+and 2048.
 
 PyTorch runs it as its users write it: logits and F.cross_entropy (softmax
 fused into the loss), NCHW or channels_last. Its Flatten sees (C, H, W)
@@ -11,17 +14,29 @@ to give both the same function.
 import numpy as np
 
 CONVS = [(3, 32), (32, 64), (64, 128)]
-DENSES = [(2048, 512), (512, 10)]
+PADDINGS = ("valid", "same")
 
 
-def init_weights(seed=0):
+def final_map(padding):
+    """The side of the last pooled map: 2 under "valid", 4 under "same"."""
+    size = 32
+    for _ in CONVS:
+        size = (size if padding == "same" else size - 2) // 2
+    return size
+
+
+def dense_shapes(padding):
+    return [(final_map(padding) ** 2 * CONVS[-1][1], 512), (512, 10)]
+
+
+def init_weights(seed=0, padding="valid"):
     """[(kernel, bias)] in Keras layouts: He-scaled normal kernels, zero biases."""
     rng = np.random.default_rng(seed)
     out = []
     for c, f in CONVS:
         w = rng.standard_normal((3, 3, c, f)) * np.sqrt(2.0 / (9 * c))
         out.append((w.astype(np.float32), np.zeros(f, np.float32)))
-    for n_in, n_out in DENSES:
+    for n_in, n_out in dense_shapes(padding):
         w = rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in)
         out.append((w.astype(np.float32), np.zeros(n_out, np.float32)))
     return out
@@ -34,16 +49,16 @@ def data(n, seed=1):
     return x, y
 
 
-def fastnn_model(weights):
+def fastnn_model(weights, padding="valid"):
     """A compiled fastnn.models.Sequential holding `weights` (Adam 1e-3)."""
     import fastnn
     from fastnn import nn
     from fastnn.models import Sequential
     from fastnn.optim import Adam
     model = Sequential([
-        nn.Conv2D(32, 3, padding="same", activation="relu"), nn.MaxPooling2D(),
-        nn.Conv2D(64, 3, padding="same", activation="relu"), nn.MaxPooling2D(),
-        nn.Conv2D(128, 3, padding="same", activation="relu"), nn.MaxPooling2D(),
+        nn.Conv2D(32, 3, padding=padding, activation="relu"), nn.MaxPooling2D(),
+        nn.Conv2D(64, 3, padding=padding, activation="relu"), nn.MaxPooling2D(),
+        nn.Conv2D(128, 3, padding=padding, activation="relu"), nn.MaxPooling2D(),
         nn.Flatten(), nn.Dense(512, activation="relu"), nn.Dense(10, activation="softmax")])
     model.build((None, 32, 32, 3))
     layers = [m for m in model if "kernel" in m._parameters]
@@ -73,13 +88,15 @@ def fastnn_step(model, x, y):
     return step
 
 
-def torch_model(torch, weights, channels_last):
+def torch_model(torch, weights, channels_last, padding="valid"):
     nn = torch.nn
+    p = 1 if padding == "same" else 0
+    s, flat = final_map(padding), dense_shapes(padding)[0][0]
     model = nn.Sequential(
-        nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(2048, 512), nn.ReLU(), nn.Linear(512, 10))
+        nn.Conv2d(3, 32, 3, padding=p), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=p), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(64, 128, 3, padding=p), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(flat, 512), nn.ReLU(), nn.Linear(512, 10))
     convs = [m for m in model if isinstance(m, nn.Conv2d)]
     denses = [m for m in model if isinstance(m, nn.Linear)]
     with torch.no_grad():
@@ -88,7 +105,7 @@ def torch_model(torch, weights, channels_last):
             m.bias.copy_(torch.from_numpy(b))
         (w1, b1), (w2, b2) = weights[3:]
         # Keras flattens (h, w, c), PyTorch (c, h, w)
-        w1 = w1.reshape(4, 4, 128, 512).transpose(2, 0, 1, 3).reshape(2048, 512)
+        w1 = w1.reshape(s, s, 128, 512).transpose(2, 0, 1, 3).reshape(flat, 512)
         denses[0].weight.copy_(torch.from_numpy(np.ascontiguousarray(w1.T)))
         denses[0].bias.copy_(torch.from_numpy(b1))
         denses[1].weight.copy_(torch.from_numpy(np.ascontiguousarray(w2.T)))

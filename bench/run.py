@@ -4,7 +4,8 @@
     python bench/run.py gemm [--threads 1 2] [--sizes 256 1024 64x2048x512]
                              [--repeat 5] [--min-time 0.2] [--json out.json]
     python bench/run.py overhead [--batches 32 256]   # one MLP training step vs PyTorch
-    python bench/run.py conv                          # the flagship CNN's layers and step
+    python bench/run.py conv [--padding same]         # the seed's CNN's layers and step
+    python bench/run.py conv --sweep                  # common conv layer shapes vs PyTorch
     python bench/run.py optim                         # one Adam step over the flagship CNN
     python bench/run.py train [--keras-python PY]     # training it: fastnn, PyTorch, Keras
     python bench/run.py augment [--batch 64]           # ImageDataGenerator.flow, images/s
@@ -411,17 +412,30 @@ def run_overhead(args, session):
 
 # ------------------------------------------------------------------ conv
 
-# The flagship CIFAR-10 network: (name, kind, output channels or units)
-FLAGSHIP = [("conv1 3->32", "conv", 32), ("pool1", "pool", None), ("conv2 32->64", "conv", 64),
-            ("pool2", "pool", None), ("conv3 64->128", "conv", 128), ("pool3", "pool", None),
-            ("dense 2048->512", "dense", 512), ("dense 512->10", "dense", 10)]
-
-
 def add_conv_arguments(p):
     p.add_argument("--batch", type=int, default=64, help="batch size (default: 64)")
+    p.add_argument("--padding", choices=("valid", "same"), default="valid",
+                   help="the flagship network's padding: 'valid' (Keras's default: the seed's "
+                        "network, maps 30/15/13/6/4/2) or 'same' (maps 32/16/8)")
+    p.add_argument("--sweep", action="store_true",
+                   help="time a table of common layer shapes instead of the flagship network")
 
 
-def flagship_layers(batch, torch):
+def flagship_plan(padding):
+    """The flagship network's layers: (name, kind, output channels or units)."""
+    import flagship
+    plan, size, c = [], 32, 3
+    for i, (_, f) in enumerate(flagship.CONVS, 1):
+        out = size if padding == "same" else size - 2
+        plan += [(f"conv{i} {c}->{f} {size}x{size}", "conv", f),
+                 (f"pool{i} {out}->{out // 2}", "pool", None)]
+        size, c = out // 2, f
+    (n_in, n_out), (_, n_cls) = flagship.dense_shapes(padding)
+    return plan + [(f"dense {n_in}->{n_out}", "dense", n_out), (f"dense {n_out}->{n_cls}",
+                                                                "dense", n_cls)]
+
+
+def flagship_layers(batch, torch, padding):
     """Per layer: {"name", "fastnn": (fwd(), fwd_bwd()), "torch": {format: (fwd, fwd_bwd)}},
     from the same weights and inputs. The first layer's input needs no
     gradient (it is the images), as in training."""
@@ -429,7 +443,7 @@ def flagship_layers(batch, torch):
     rng = np.random.default_rng(0)
     shape = (batch, 32, 32, 3)
     layers = []
-    for name, kind, width in FLAGSHIP:
+    for name, kind, width in flagship_plan(padding):
         x = rng.standard_normal(shape).astype(np.float32)
         first = not layers
         xt = fastnn.tensor(x, requires_grad=not first)
@@ -438,15 +452,18 @@ def flagship_layers(batch, torch):
             w = (rng.standard_normal((3, 3, c, width)) * np.sqrt(2 / (9 * c))).astype(np.float32)
             b = np.zeros(width, np.float32)
             wt, bt = fastnn.tensor(w, requires_grad=True), fastnn.tensor(b, requires_grad=True)
-            f = lambda xt=xt, wt=wt, bt=bt: F.conv2d(xt, wt, bt, padding="same", activation="relu")
-            out_shape = shape[:3] + (width,)
+            f = lambda xt=xt, wt=wt, bt=bt: F.conv2d(xt, wt, bt, padding=padding,
+                                                     activation="relu")
+            side = shape[1] if padding == "same" else shape[1] - 2
+            out_shape = (batch, side, side, width)
         elif kind == "pool":
             f = lambda xt=xt: F.max_pool2d(xt, 2)
             out_shape = (shape[0], shape[1] // 2, shape[2] // 2, shape[3])
         else:
             x = x.reshape(batch, -1)
             xt = fastnn.tensor(x, requires_grad=True)
-            w = (rng.standard_normal((x.shape[1], width)) * np.sqrt(2 / x.shape[1])).astype(np.float32)
+            w = (rng.standard_normal((x.shape[1], width))
+                 * np.sqrt(2 / x.shape[1])).astype(np.float32)
             wt = fastnn.tensor(w, requires_grad=True)
             bt = fastnn.tensor(np.zeros(width, np.float32), requires_grad=True)
             act = F.relu if width != 10 else (lambda t: t)
@@ -460,16 +477,29 @@ def flagship_layers(batch, torch):
             f().backward(g)
         layer = {"name": name, "fastnn": (f, fwd_bwd), "torch": {},
                  "check": (kind, x, w if kind != "pool" else None)}
+        if kind == "conv":
+            layer["algorithm"] = conv_plan(x, w, 1, padding)
         if torch is not None:
             for fmt in ("nchw", "channels_last"):
                 layer["torch"][fmt] = torch_layer(torch, kind, x, w if kind != "pool" else None,
-                                                  g, first, fmt)
+                                                  g, first, fmt, padding)
         layers.append(layer)
-        shape = out_shape if kind != "dense" else out_shape
+        shape = out_shape
     return layers
 
 
-def torch_layer(torch, kind, x, w, g, first, fmt):
+def conv_plan(x, w, stride, padding):
+    """What fastnn's auto choice runs for (forward, backward-data,
+    backward-weight), as "d" (direct), "w2" or "w4" (Winograd F(2x2,3x3) /
+    F(4x4,3x3)): one letter when all three agree."""
+    short = {"direct": "d", "winograd2": "w2", "winograd4": "w4"}
+    mode = padding if isinstance(padding, str) else "explicit"
+    ph = 0 if isinstance(padding, str) else padding
+    plan = [short[p] for p in fastnn._C.conv2d_plan(x, w, stride, stride, mode, ph, ph, 1, 1)]
+    return plan[0] if len(set(plan)) == 1 else "/".join(plan)
+
+
+def torch_layer(torch, kind, x, w, g, first, fmt, padding):
     """(fwd, fwd_bwd) of one flagship layer in PyTorch, in memory format fmt."""
     tf = torch.nn.functional
     if kind == "dense":
@@ -488,7 +518,8 @@ def torch_layer(torch, kind, x, w, g, first, fmt):
             wt = torch.from_numpy(w).permute(3, 2, 0, 1).contiguous(memory_format=mf)
             wt.requires_grad_(True)
             bt = torch.zeros(w.shape[3], requires_grad=True)
-            f = lambda: tf.relu(tf.conv2d(xt, wt, bt, padding=1))
+            p = 1 if padding == "same" else 0
+            f = lambda: tf.relu(tf.conv2d(xt, wt, bt, padding=p))
         else:
             f = lambda: tf.max_pool2d(xt, 2)
 
@@ -497,17 +528,17 @@ def torch_layer(torch, kind, x, w, g, first, fmt):
     return f, fwd_bwd
 
 
-def check_layer(layer):
+def check_layer(layer, padding):
     """Raises BenchError unless the layer's fastnn forward matches a plain
     reference: the C++ loop version of the convolution (bias 0, ReLU), NumPy
     for pooling and dense layers."""
     kind, x, w = layer["check"]
     got = layer["fastnn"][0]().numpy()
     if kind == "conv":
-        want = fastnn._C.conv2d_reference(x, w, None, 1, 1, "same", 0, 0, 1, 1, True)
+        want = fastnn._C.conv2d_reference(x, w, None, 1, 1, padding, 0, 0, 1, 1, True)
     elif kind == "pool":
         n, h, wd, c = x.shape
-        want = x.reshape(n, h // 2, 2, wd // 2, 2, c).max(axis=(2, 4))
+        want = x[:, :h // 2 * 2, :wd // 2 * 2].reshape(n, h // 2, 2, wd // 2, 2, c).max(axis=(2, 4))
     else:
         want = x.astype(np.float64) @ w
         if w.shape[1] != 10:
@@ -520,27 +551,32 @@ def check_layer(layer):
 
 
 def run_conv(args, session):
+    if args.sweep:
+        return run_conv_sweep(args, session)
     torch = import_torch()
     print(f"timing: best of {args.repeat} interleaved samples of >= {args.min_time} s each; "
-          f"batch {args.batch}; PyTorch takes the faster of NCHW and channels_last")
-    session.table([("layer", "layer", ""), ("threads", "threads", "d"),
+          f"batch {args.batch}; padding {args.padding!r}; PyTorch takes the faster of NCHW and "
+          f"channels_last; algo: fastnn's choice for the convolutions' forward, backward-data "
+          f"and backward-weight (d direct, w2 / w4 Winograd F(2x2,3x3) / F(4x4,3x3))")
+    session.table([("layer", "layer", ""), ("threads", "threads", "d"), ("algo", "algo", ""),
                    ("fwd ms", "fastnn_fwd_ms", ".2f"), ("torch fwd", "torch_fwd_ms", ".2f"),
                    ("ratio", "fwd_ratio", ".2f"), ("fwd+bwd ms", "fastnn_fb_ms", ".2f"),
                    ("torch f+b", "torch_fb_ms", ".2f"), ("ratio", "fb_ratio", ".2f")])
     rows = []
     for t in args.threads:
         with session.threads(t):
-            layers = flagship_layers(args.batch, torch)
+            layers = flagship_layers(args.batch, torch, args.padding)
             totals = {"fastnn_fwd_ms": 0.0, "torch_fwd_ms": 0.0, "fastnn_fb_ms": 0.0,
                       "torch_fb_ms": 0.0}
             for layer in layers:
-                check_layer(layer)
+                check_layer(layer, args.padding)
                 fns = {"fastnn_fwd": layer["fastnn"][0], "fastnn_fb": layer["fastnn"][1]}
                 for fmt, (f, fb) in layer["torch"].items():
                     fns[f"{fmt}_fwd"], fns[f"{fmt}_fb"] = f, fb
                 times = {k: summarize(v)["best_s"] * 1e3
                          for k, v in time_interleaved(fns, args.min_time, args.repeat).items()}
                 row = {"bench": "conv", "layer": layer["name"], "threads": t,
+                       "algo": layer.get("algorithm"),
                        "fastnn_fwd_ms": times["fastnn_fwd"], "fastnn_fb_ms": times["fastnn_fb"]}
                 if layer["torch"]:
                     row["torch_fwd_ms"] = min(times[f"{m}_fwd"] for m in layer["torch"])
@@ -563,19 +599,133 @@ def run_conv(args, session):
     return rows
 
 
+# Common layer shapes: (name, H (= W), C, F, kernel, stride, padding)
+CONV_SWEEP = [
+    ("ResNet 16ch 32x32", 32, 16, 16, 3, 1, "same"),
+    ("ResNet 32ch 16x16", 16, 32, 32, 3, 1, "same"),
+    ("ResNet 64ch 8x8", 8, 64, 64, 3, 1, "same"),
+    ("ResNet down 16->32 s2", 32, 16, 32, 3, 2, "same"),
+    ("ResNet down 32->64 s2", 16, 32, 64, 3, 2, "same"),
+    ("1x1 proj 16->32 s2", 32, 16, 32, 1, 2, "valid"),
+    ("1x1 64->128 8x8", 8, 64, 128, 1, 1, "valid"),
+    ("1x1 128->64 16x16", 16, 128, 64, 1, 1, "valid"),
+    ("VGG 3->64 32x32", 32, 3, 64, 3, 1, "same"),
+    ("VGG 64->64 32x32", 32, 64, 64, 3, 1, "same"),
+    ("VGG 128->128 16x16", 16, 128, 128, 3, 1, "same"),
+    ("VGG 256->256 8x8", 8, 256, 256, 3, 1, "same"),
+    ("LeNet 5x5 1->6 28x28", 28, 1, 6, 5, 1, "valid"),
+    ("LeNet 5x5 6->16 14x14", 14, 6, 16, 5, 1, "valid"),
+    ("MNIST 3x3 1->32 28x28", 28, 1, 32, 3, 1, "valid"),
+    ("5x5 32->32 16x16", 16, 32, 32, 5, 1, "same"),
+    ("odd 15x15 32->64 valid", 15, 32, 64, 3, 1, "valid"),
+    ("odd 7x7 64->64", 7, 64, 64, 3, 1, "same"),
+    ("odd 6x6 64->128 valid", 6, 64, 128, 3, 1, "valid"),
+]
+
+
+def sweep_layer(torch, batch, size, c, f, k, stride, padding, seed=0):
+    """(fastnn fwd, fastnn fwd+bwd, torch fwd, torch fwd+bwd, x, w) of one
+    convolution with bias, PyTorch in channels_last."""
+    from fastnn import kernels as K
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, size, size, c)).astype(np.float32)
+    w = (rng.standard_normal((k, k, c, f)) * np.sqrt(2 / (k * k * c))).astype(np.float32)
+    b = rng.standard_normal(f).astype(np.float32)
+    y = K.conv2d(x, w, b, stride=stride, padding=padding)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    fns = [lambda: K.conv2d(x, w, b, stride=stride, padding=padding),
+           lambda: (K.conv2d(x, w, b, stride=stride, padding=padding),
+                    K.conv2d_backward(x, w, g, stride=stride, padding=padding))]
+    if torch is None:
+        return fns, x, w, y, None
+    tf, cl = torch.nn.functional, torch.channels_last
+    xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=cl).requires_grad_(True)
+    wt = torch.from_numpy(w).permute(3, 2, 0, 1).contiguous(memory_format=cl).requires_grad_(True)
+    bt = torch.from_numpy(b).requires_grad_(True)
+    gt = torch.from_numpy(g).permute(0, 3, 1, 2).contiguous(memory_format=cl)
+    if padding == "same":  # Keras's rule: the extra cell after
+        total = max((-(-size // stride) - 1) * stride + k - size, 0)
+        pads = (total // 2, total - total // 2) * 2
+
+        def conv():
+            return tf.conv2d(tf.pad(xt, pads), wt, bt, stride=stride)
+    else:
+        def conv():
+            return tf.conv2d(xt, wt, bt, stride=stride)
+
+    def torch_fwd():
+        with torch.no_grad():
+            return conv()
+
+    def torch_fb():
+        conv().backward(gt)
+        xt.grad = wt.grad = bt.grad = None
+    want = torch_fwd().permute(0, 2, 3, 1).numpy()
+    return fns + [torch_fwd, torch_fb], x, w, y, want
+
+
+def run_conv_sweep(args, session):
+    """Common layer shapes, forward and forward+backward (dx, dw, db), fastnn
+    (its automatic algorithm) against PyTorch channels_last."""
+    torch = import_torch()
+    print(f"timing: best of {args.repeat} interleaved samples of >= {args.min_time} s each; "
+          f"batch {args.batch}; PyTorch channels_last; fwd+bwd = forward, dx, dw and db. "
+          f"GFLOP/s counts a direct convolution's work (2 N OH OW KH KW C F a pass), so "
+          f"Winograd, which does less, can pass 100% of peak; algo as in `conv`")
+    session.table([("layer", "layer", ""), ("threads", "threads", "d"), ("algo", "algo", ""),
+                   ("fwd ms", "fastnn_fwd_ms", ".3f"), ("torch fwd", "torch_fwd_ms", ".3f"),
+                   ("ratio", "fwd_ratio", ".2f"), ("GFLOP/s", "fwd_gflops", ".0f"),
+                   ("% peak", "fwd_peak_pct", ".0f"), ("fwd+bwd ms", "fastnn_fb_ms", ".3f"),
+                   ("torch f+b", "torch_fb_ms", ".3f"), ("ratio", "fb_ratio", ".2f"),
+                   ("GFLOP/s", "fb_gflops", ".0f"), ("% peak", "fb_peak_pct", ".0f")])
+    rows = []
+    for t in args.threads:
+        with session.threads(t):
+            peak = session.peak(t)
+            for name, size, c, f, k, stride, padding in CONV_SWEEP:
+                fns, x, w, y, want = sweep_layer(torch, args.batch, size, c, f, k, stride,
+                                                 padding)
+                if want is not None:
+                    err = float(np.abs(y - want).max()) / (float(np.abs(want).max()) or 1.0)
+                    if not err <= 1e-3:
+                        raise BenchError(f"{name}: fastnn's output differs from PyTorch's by "
+                                         f"{err:.2e} (relative to its largest value)")
+                names = ["fastnn_fwd", "fastnn_fb", "torch_fwd", "torch_fb"][:len(fns)]
+                times = {k_: summarize(v)["best_s"] * 1e3 for k_, v in time_interleaved(
+                    dict(zip(names, fns)), args.min_time, args.repeat).items()}
+                flop = 2.0 * y.shape[0] * y.shape[1] * y.shape[2] * k * k * c * f
+                row = {"bench": "conv_sweep", "layer": name, "threads": t,
+                       "algo": conv_plan(x, w, stride, padding),
+                       "fastnn_fwd_ms": times["fastnn_fwd"], "fastnn_fb_ms": times["fastnn_fb"],
+                       "fwd_gflops": flop / times["fastnn_fwd"] / 1e6,
+                       "fb_gflops": 3 * flop / times["fastnn_fb"] / 1e6}
+                row["fwd_peak_pct"] = 100 * row["fwd_gflops"] / peak
+                row["fb_peak_pct"] = 100 * row["fb_gflops"] / peak
+                if "torch_fwd" in times:
+                    row.update(torch_fwd_ms=times["torch_fwd"], torch_fb_ms=times["torch_fb"],
+                               fwd_ratio=times["torch_fwd"] / times["fastnn_fwd"],
+                               fb_ratio=times["torch_fb"] / times["fastnn_fb"])
+                session.row(row)
+                rows.append(row)
+    print(f"peak (FMA, measured): " + ", ".join(f"{session.peak(t):.0f} GFLOP/s on {t} "
+                                                  f"thread{'s' if t > 1 else ''}"
+                                                  for t in args.threads))
+    return rows
+
+
 def training_step_row(args, torch, threads):
     """One whole training step of the flagship network (forward, loss,
     backward, Adam) in fastnn and PyTorch (its faster memory format), from
     the same weights and batch, after checking that their losses agree."""
     import flagship
-    weights = flagship.init_weights()
+    weights = flagship.init_weights(padding=args.padding)
     x, y = flagship.data(args.batch)
-    steps = {"fastnn": flagship.fastnn_step(flagship.fastnn_model(weights), x, y)}
+    steps = {"fastnn": flagship.fastnn_step(flagship.fastnn_model(weights, args.padding), x, y)}
     if torch is not None:
         for fmt in ("nchw", "channels_last"):
             cl = fmt == "channels_last"
-            steps[fmt] = flagship.torch_step(torch, flagship.torch_model(torch, weights, cl),
-                                             x, y, cl)
+            steps[fmt] = flagship.torch_step(
+                torch, flagship.torch_model(torch, weights, cl, args.padding), x, y, cl)
     losses = {name: [float(step().item()) for _ in range(3)] for name, step in steps.items()}
     for name, values in losses.items():
         if not np.allclose(values, losses["fastnn"], rtol=2e-3, atol=1e-4):
@@ -596,6 +746,8 @@ def training_step_row(args, torch, threads):
 def add_train_arguments(p):
     p.add_argument("--batch", type=int, default=64, help="batch size (default: 64)")
     p.add_argument("--steps", type=int, default=100, help="timed steps (default: 100)")
+    p.add_argument("--padding", choices=("valid", "same"), default="valid",
+                   help="the flagship network's padding (default 'valid': the seed's network)")
     p.add_argument("--keras-python", metavar="PYTHON",
                    help="a Python with tensorflow (Keras 3) installed, to time the original "
                         "Keras code on the same arrays in a subprocess")
@@ -612,12 +764,12 @@ import numpy as np
 import keras
 from keras import layers
 d = np.load(sys.argv[1])
-x, y, batch = d["x"], d["y"], int(d["batch"])
+x, y, batch, padding = d["x"], d["y"], int(d["batch"]), str(d["padding"])
 model = keras.Sequential([
     keras.Input((32, 32, 3)),
-    layers.Conv2D(32, (3, 3), activation="relu", padding="same"), layers.MaxPooling2D((2, 2)),
-    layers.Conv2D(64, (3, 3), activation="relu", padding="same"), layers.MaxPooling2D((2, 2)),
-    layers.Conv2D(128, (3, 3), activation="relu", padding="same"), layers.MaxPooling2D((2, 2)),
+    layers.Conv2D(32, (3, 3), activation="relu", padding=padding), layers.MaxPooling2D((2, 2)),
+    layers.Conv2D(64, (3, 3), activation="relu", padding=padding), layers.MaxPooling2D((2, 2)),
+    layers.Conv2D(128, (3, 3), activation="relu", padding=padding), layers.MaxPooling2D((2, 2)),
     layers.Flatten(), layers.Dense(512, activation="relu"), layers.Dense(10, activation="softmax")])
 model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
               metrics=["accuracy"])
@@ -631,12 +783,12 @@ print("KERAS_STEP_S", best)
 """
 
 
-def keras_step_seconds(python, x, y, batch, threads, repeat):
+def keras_step_seconds(python, x, y, batch, threads, repeat, padding):
     import subprocess
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "data.npz")
-        np.savez(data, x=x, y=y, batch=batch, repeat=repeat)
+        np.savez(data, x=x, y=y, batch=batch, repeat=repeat, padding=padding)
         script = os.path.join(tmp, "keras_train.py")
         with open(script, "w") as f:
             f.write(KERAS_SCRIPT)
@@ -667,15 +819,15 @@ def run_train(args, session):
     rows = []
     for t in args.threads:
         with session.threads(t):
-            weights = flagship.init_weights()
-            model = flagship.fastnn_model(weights)
+            weights = flagship.init_weights(padding=args.padding)
+            model = flagship.fastnn_model(weights, args.padding)
             model.fit(x[:5 * args.batch], y[:5 * args.batch], batch_size=args.batch, verbose=0)
 
             def fastnn_run():
                 model.fit(x, y, batch_size=args.batch, epochs=1, verbose=0, shuffle=True)
             runs = {"fastnn": fastnn_run}
             if torch is not None:
-                tm = flagship.torch_model(torch, weights, channels_last=True)
+                tm = flagship.torch_model(torch, weights, True, args.padding)
                 opt = torch.optim.Adam(tm.parameters(), lr=1e-3)
                 xt = flagship.torch_images(torch, x, channels_last=True)
                 yt = torch.from_numpy(y)
@@ -698,7 +850,8 @@ def run_train(args, session):
                     runs[name]()
                     best[name] = min(best[name], (time.perf_counter() - t0) / args.steps)
             if args.keras_python:
-                k = keras_step_seconds(args.keras_python, x, y, args.batch, t, args.repeat)
+                k = keras_step_seconds(args.keras_python, x, y, args.batch, t, args.repeat,
+                                       args.padding)
                 if k is not None:
                     best["Keras"] = k
             peers = [v for name, v in best.items() if name != "fastnn"]
@@ -1185,7 +1338,8 @@ SUBCOMMANDS = {
     "overhead": ("one training step of a small MLP (784-128-10, SGD): fastnn against PyTorch",
                  add_overhead_arguments, run_overhead),
     "conv": ("the flagship CNN's layers, forward and forward+backward, and its whole "
-             "training step: fastnn against PyTorch", add_conv_arguments, run_conv),
+             "training step (or, with --sweep, common layer shapes): fastnn against PyTorch",
+             add_conv_arguments, run_conv),
     "optim": ("one Adam step over the flagship CNN's parameters: fastnn against PyTorch",
               add_optim_arguments, run_optim),
     "train": ("training the flagship CNN (model.fit, Adam): fastnn against PyTorch and Keras",

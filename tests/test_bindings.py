@@ -12,9 +12,10 @@ from fastnn import _C, cuda
 GPU_ONLY = {"DeviceArray", "assign", "binary", "broadcast_to", "copy", "current_device",
             "device_count", "device_info", "fill", "init_error", "max", "permute", "reshape",
             "scalar", "set_device", "sum", "synchronize", "unary", "unary_backward"}
-# _C's tools with no GPU counterpart: tests' references, runtime settings, augmentation
+# _C's tools with no GPU counterpart: tests' references, runtime settings, augmentation,
+# the convolution's algorithm plan
 CPU_ONLY_PATTERN = re.compile(r"_reference$|^_|isa|threads|gflops|keep_freed_memory|build_info|"
-                              r"affine_warp")
+                              r"affine_warp|_plan$")
 
 
 def parameters(fn):

@@ -5,7 +5,13 @@
 //
 //   forward       y (P x F)   = im2col(x) (P x K) . w (K x F)      P = N*OH*OW, K = KH*KW*C
 //   backward-data dx (Q x C)  = gather(dy) (Q x Kd) . wt (Kd x C)  Q = N*H*W,   Kd = KH*KW*F
+//                 or, for strides > 1 and short channel runs, the window
+//                 gradients dy (P x F) . w^T (F x K) scattered into dx
 //   backward-wt.  dw (K x F)  = im2col(x)^T (K x P) . dy (P x F)
+//
+// 1x1 windows with stride 1 and no padding are plain GEMMs on the
+// activations in place; 3x3 windows with stride 1 may go to Winograd
+// (winograd.cpp) when conv_winograd_tile says so.
 //
 // The weights (small) are packed once per call into the microkernel's
 // panel layout. Each output element is computed by one thread, with its sum
@@ -17,6 +23,8 @@
 #include <vector>
 
 #include "cpu/isa/gemm_kernels.h"
+#include "fastnn/gemm.h"
+#include "cpu/winograd.h"
 #include "cpu/workspace.h"
 #include "fastnn/check.h"
 #include "fastnn/parallel.h"
@@ -123,7 +131,8 @@ void pack_panels(int64_t rows, int64_t cols, int64_t NR, const At& at, float* bp
 }
 
 // out (pixels x cols, row stride cols) = A . B for an image of `rows` rows
-// of `width` pixels, in strips of MR pixels of one row. B is packed by
+// of `width` pixels, in strips of MR pixels of one row (short_run: A's rows
+// are runs of fewer than kShortRun channels per tap). B is packed by
 // pack_panels (K rows). A strip for which window(row, x0, m) gives a base
 // pointer reads A in place, A(i, k) = base[i * rs + koff[k]] (its windows lie
 // inside the image); any other strip has its rows gathered by
@@ -132,16 +141,19 @@ void pack_panels(int64_t rows, int64_t cols, int64_t NR, const At& at, float* bp
 // cache. The threads split the strips.
 template <class Window, class Gather, class Epilogue>
 void row_strip_gemm(const GemmKernels& kr, int64_t rows, int64_t width, int64_t K, int64_t cols,
-                    int64_t rs, const int64_t* koff, const Window& window, const Gather& gather,
+                    bool short_run, int64_t rs, const int64_t* koff, const Window& window, const Gather& gather,
                     const float* bp, float* out, const Epilogue& epilogue) {
   const int64_t MR = kr.mr, NR = kr.nr, KC = std::min<int64_t>(kr.kc, K);
   const int64_t panels = ceil_div(cols, NR);
   // Row-aligned strips leave the last strip of each row short (a narrow
   // image wastes much of the register tile) and only help when a row holds
   // interior strips. Otherwise the image is treated as one long row of
-  // gathered full strips.
+  // gathered full strips, unless its elements come in runs too short to
+  // gather at the speed of the arithmetic (K / kShortRun of them or fewer
+  // per tap: the first layers).
   const int64_t short_rows = width % MR == 0 ? 0 : MR - width % MR;
-  const bool aligned = koff != nullptr && 4 * short_rows * rows <= rows * width;
+  const bool aligned = koff != nullptr && (4 * short_rows * rows <= rows * width ||
+                                           (width >= MR && short_run));
   if (!aligned) {
     width *= rows;
     rows = 1;
@@ -239,14 +251,12 @@ struct DyRow {
   }
 };
 
-}  // namespace
-
-void conv2d_forward(const Window2d& s, int64_t F, const float* x, const float* w, const float* b,
+void direct_forward(const Window2d& s, int64_t F, const float* x, const float* w, const float* b,
                     bool relu, float* y) {
   if (s.c < kShortRun && has_padding(s) && s.n * s.h.out * s.w.out * F > 0 &&
       s.h.out * s.w.out >= 64) {
     const Padded p = pad_image(s, x);
-    return conv2d_forward(p.s, F, p.x, w, b, relu, y);
+    return direct_forward(p.s, F, p.x, w, b, relu, y);
   }
   const GemmKernels& kr = gemm_kernels_active();
   const int64_t P = s.n * s.h.out * s.w.out, K = s.h.k * s.w.k * s.c;
@@ -285,12 +295,66 @@ void conv2d_forward(const Window2d& s, int64_t F, const float* x, const float* w
                         iw0 + (m - 1) * s.w.stride + reach_w < W;
     return inside ? x + ((n * s.h.in + ih0) * W + iw0) * C : nullptr;
   };
-  row_strip_gemm(kr, s.n * s.h.out, s.w.out, K, F, s.w.stride * C,
+  row_strip_gemm(kr, s.n * s.h.out, s.w.out, K, F, C < kShortRun, s.w.stride * C,
                  can_be_inside ? koff.data() : nullptr, window,
                  Im2colRow{s, x}, bp, y, epilogue);
 }
 
-void conv2d_backward_data(const Window2d& s, int64_t F, const float* dy, const float* w,
+// dx by scattering: for a block of output pixels of one image, their
+// windows' gradients cols (pixels x K) = dy (pixels x F) . w^T (F x K),
+// each then added into dx over its window. For strides > 1 and short
+// channel runs, where gathering dy for each input pixel (the product's
+// columns are then the C channels) wastes most of the work. The threads
+// split the images (an image's windows overlap), each summed in pixel
+// order: the same bits for any thread count.
+void backward_data_scatter(const Window2d& s, int64_t F, const float* dy, const float* w,
+                           float* dx) {
+  const GemmKernels& kr = gemm_kernels_active();
+  const int64_t C = s.c, K = s.h.k * s.w.k * C, OW = s.w.out, OHW = s.h.out * OW;
+  const int64_t HWC = s.h.in * s.w.in * C, MR = kr.mr, NR = kr.nr, KC = kr.kc;
+  const int64_t panels = ceil_div(K, NR);
+  float* bp = workspace(Slot::conv_b, checked_mul(F, panels * NR));
+  pack_panels(F, K, NR, [&](int64_t f, int64_t k) { return w[k * F + f]; }, bp);
+  // pixels per block: whole strips, their window gradients in about 64 KiB
+  const int64_t block = std::max<int64_t>(MR, 16384 / K / MR * MR);
+  const int nt = threads_for(2.0 * double(s.n * OHW) * double(K) * double(F), s.n);
+  float* cols_all = workspace(Slot::conv_a, checked_mul(nt * block, K));
+  parallel_region(nt, [&](int t, int nt_actual) {
+    float* cols = cols_all + t * block * K;
+    for (int64_t n = s.n * t / nt_actual; n < s.n * (t + 1) / nt_actual; ++n) {
+      float* dxn = dx + n * HWC;
+      std::fill(dxn, dxn + HWC, 0.0f);
+      const float* dyn = dy + n * OHW * F;
+      for (int64_t p0 = 0; p0 < OHW; p0 += block) {
+        const int64_t nb = std::min(block, OHW - p0);
+        for (int64_t pc = 0; pc < F; pc += KC) {
+          const int64_t kc = std::min(KC, F - pc);
+          for (int64_t i0 = 0; i0 < nb; i0 += MR)
+            for (int64_t p = 0; p < panels; ++p)
+              kr.tile_strided(kc, dyn + (p0 + i0) * F + pc, F, 1, bp + (p * F + pc) * NR, NR,
+                              cols + i0 * K + p * NR, K, std::min(MR, nb - i0),
+                              std::min(NR, K - p * NR), 1.0f, pc == 0 ? 0.0f : 1.0f);
+        }
+        for (int64_t i = 0; i < nb; ++i) {
+          const int64_t oh = (p0 + i) / OW, ow = (p0 + i) % OW;
+          for (int64_t kh = 0; kh < s.h.k; ++kh) {
+            const int64_t ih = oh * s.h.stride - s.h.pad_before + kh * s.h.dilation;
+            if (ih < 0 || ih >= s.h.in) continue;
+            for (int64_t kw = 0; kw < s.w.k; ++kw) {
+              const int64_t iw = ow * s.w.stride - s.w.pad_before + kw * s.w.dilation;
+              if (iw < 0 || iw >= s.w.in) continue;
+              float* d = dxn + (ih * s.w.in + iw) * C;
+              const float* g = cols + i * K + (kh * s.w.k + kw) * C;
+              for (int64_t c = 0; c < C; ++c) d[c] += g[c];
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+void direct_backward_data(const Window2d& s, int64_t F, const float* dy, const float* w,
                           float* dx) {
   const GemmKernels& kr = gemm_kernels_active();
   const int64_t Q = s.n * s.h.in * s.w.in, C = s.c, T = s.h.k * s.w.k, Kd = T * F;
@@ -299,6 +363,8 @@ void conv2d_backward_data(const Window2d& s, int64_t F, const float* dy, const f
     std::fill(dx, dx + Q * C, 0.0f);
     return;
   }
+  if (s.h.stride > 1 || s.w.stride > 1 || C < kShortRun)
+    return backward_data_scatter(s, F, dy, w, dx);
   // wt (Kd x C): row (t, f), column c = w[t, c, f]
   float* bp = workspace(Slot::conv_b, checked_mul(Kd, ceil_div(C, kr.nr) * kr.nr));
   pack_panels(Kd, C, kr.nr, [&](int64_t k, int64_t c) { return w[(k / F * C + c) * F + k % F]; },
@@ -323,12 +389,11 @@ void conv2d_backward_data(const Window2d& s, int64_t F, const float* dy, const f
                         ow0 + m - 1 < OW;
     return inside ? dy + ((n * s.h.out + oh0) * OW + ow0) * F : nullptr;
   };
-  row_strip_gemm(kr, s.n * s.h.in, s.w.in, Kd, C, F, can_be_inside ? koff.data() : nullptr, window,
+  row_strip_gemm(kr, s.n * s.h.in, s.w.in, Kd, C, F < kShortRun, F,
+                 can_be_inside ? koff.data() : nullptr, window,
                  DyRow{s, F, dy}, bp, dx,
                  [](int64_t, int64_t) {});
 }
-
-namespace {
 
 // dw (K x F) = sum over the output rows r of A_r (K x OW) . dy_r (OW x F),
 // where A_r(k, ow) is element k of the window of pixel ow of row r, read in
@@ -378,19 +443,11 @@ void backward_weight_by_rows(const Window2d& s, int64_t F, const float* x, const
   });
 }
 
-}  // namespace
-
-void conv2d_backward_weight(const Window2d& s, int64_t F, const float* x, const float* dy,
-                            float* dw, float* db) {
+void direct_backward_weight(const Window2d& s, int64_t F, const float* x, const float* dy,
+                            float* dw) {
   const GemmKernels& kr = gemm_kernels_active();
   const int64_t C = s.c, T = s.h.k * s.w.k, K = T * C, P = s.n * s.h.out * s.w.out;
-  if (db) conv2d_backward_bias(P, F, dy, db);
-  if (K == 0 || F == 0) return;
-  if (P == 0) {
-    std::fill(dw, dw + K * F, 0.0f);
-    return;
-  }
-  if (C < kShortRun && s.w.out >= 8) {
+  if (C <= kShortRun && s.w.out >= 8) {
     if (!has_padding(s)) return backward_weight_by_rows(s, F, x, dy, dw);
     const Padded p = pad_image(s, x);
     return backward_weight_by_rows(p.s, F, p.x, dy, dw);
@@ -415,12 +472,20 @@ void conv2d_backward_weight(const Window2d& s, int64_t F, const float* x, const 
   const bool can_be_inside = reach_h < s.h.in && reach_w < s.w.in;
   const std::vector<int64_t> koff =
       can_be_inside ? window_offsets(s, s.w.in) : std::vector<int64_t>();
-  // panels whose elements are one run of channels (C a multiple of NR) copy
-  // that run instead of gathering element by element
-  std::vector<char> run(static_cast<size_t>(panels), 0);
+  // each panel's elements as runs contiguous in the image (a tap's
+  // channels, or adjoining taps'), copied run by run: runs[first[p] ..
+  // first[p+1]) are panel p's, as (first element, length)
+  std::vector<std::pair<int64_t, int64_t>> runs;
+  std::vector<size_t> first(static_cast<size_t>(panels) + 1, 0);
   for (int64_t p = 0; can_be_inside && p < panels; ++p) {
-    const int64_t j = p * NR, n = std::min(NR, K - j);
-    run[size_t(p)] = koff[size_t(j + n - 1)] - koff[size_t(j)] == n - 1;
+    const int64_t j = p * NR, end = std::min(NR, K - j) + j;
+    for (int64_t k = j; k < end;) {
+      int64_t n = 1;
+      while (k + n < end && koff[size_t(k + n)] == koff[size_t(k)] + n) ++n;
+      runs.emplace_back(k, n);
+      k += n;
+    }
+    first[size_t(p) + 1] = runs.size();
   }
   parallel_region(nt, [&](int t, int nt_actual) {
     const int64_t p0 = panels * t / nt_actual, p1 = panels * (t + 1) / nt_actual;
@@ -440,10 +505,9 @@ void conv2d_backward_weight(const Window2d& s, int64_t F, const float* x, const 
           if (can_be_inside && o.ih0 >= 0 && o.ih0 + reach_h < s.h.in && o.iw0 >= 0 &&
               o.iw0 + reach_w < s.w.in) {  // the whole window inside: read by offsets
             const float* src = x + ((o.image_row + o.ih0) * s.w.in + o.iw0) * C;
-            if (run[size_t(p)])
-              std::memcpy(row, src + koff[size_t(j)], size_t(n) * sizeof(float));
-            else
-              for (int64_t jj = 0; jj < n; ++jj) row[jj] = src[koff[size_t(j + jj)]];
+            for (size_t r = first[size_t(p)]; r < first[size_t(p) + 1]; ++r)
+              copy_run(row + runs[r].first - j, src + koff[size_t(runs[r].first)],
+                       runs[r].second);
           } else {
             im2col.gather(o, j, n, row);
           }
@@ -464,6 +528,63 @@ void conv2d_backward_weight(const Window2d& s, int64_t F, const float* x, const 
   });
   for (int64_t k = 0; k < K; ++k)
     for (int64_t f = 0; f < F; ++f) dw[k * F + f] = dwt[f * K + k];
+}
+
+// A 1x1 window with stride 1 and no padding: the image is a (pixels x C)
+// matrix, and every pass a plain GEMM on the activations in place.
+bool is_pointwise(const Window2d& s) {
+  return s.h.k == 1 && s.w.k == 1 && s.h.stride == 1 && s.w.stride == 1 && !has_padding(s);
+}
+
+}  // namespace
+
+const char* conv2d_plan(const Window2d& s, int64_t F, ConvPass pass, ConvAlgorithm algo) {
+  const int m = conv_winograd_tile(s, F, pass, algo);
+  return m == 0 ? "direct" : m == 2 ? "winograd2" : "winograd4";
+}
+
+void conv2d_forward(const Window2d& s, int64_t F, const float* x, const float* w, const float* b,
+                    bool relu, float* y, ConvAlgorithm algo) {
+  if (const int m = conv_winograd_tile(s, F, ConvPass::forward, algo))
+    return winograd_forward(s, F, m, x, w, b, relu, y);
+  const int64_t P = s.n * s.h.out * s.w.out;
+  if (!is_pointwise(s) || P * F == 0) return direct_forward(s, F, x, w, b, relu, y);
+  gemm(false, false, P, F, s.c, 1.0f, x, s.c, w, F, 0.0f, y, F);
+  if (b == nullptr && !relu) return;
+  parallel_for(P, threads_for(double(P * F) * 4.0, P), [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      float* row = y + p * F;
+      if (b)
+        for (int64_t f = 0; f < F; ++f) row[f] += b[f];
+      if (relu)
+        for (int64_t f = 0; f < F; ++f) row[f] = row[f] < 0.0f ? 0.0f : row[f];
+    }
+  });
+}
+
+void conv2d_backward_data(const Window2d& s, int64_t F, const float* dy, const float* w,
+                          float* dx, ConvAlgorithm algo) {
+  if (const int m = conv_winograd_tile(s, F, ConvPass::backward_data, algo))
+    return winograd_backward_data(s, F, m, dy, w, dx);
+  if (is_pointwise(s))  // dx (pixels x C) = dy (pixels x F) . w^T
+    return gemm(false, true, s.n * s.h.in * s.w.in, s.c, F, 1.0f, dy, F, w, F, 0.0f, dx, s.c);
+  direct_backward_data(s, F, dy, w, dx);
+}
+
+void conv2d_backward_weight(const Window2d& s, int64_t F, const float* x, const float* dy,
+                            float* dw, float* db, ConvAlgorithm algo) {
+  const int64_t K = s.h.k * s.w.k * s.c, P = s.n * s.h.out * s.w.out;
+  if (db) conv2d_backward_bias(P, F, dy, db);
+  if (K == 0 || F == 0) return;
+  if (P == 0) {
+    std::fill(dw, dw + K * F, 0.0f);
+    return;
+  }
+  if (const int m = conv_winograd_tile(s, F, ConvPass::backward_weight, algo))
+    return winograd_backward_weight(s, F, m, x, dy, dw);
+  if (is_pointwise(s))  // dw (C x F) = x^T (C x pixels) . dy (pixels x F)
+    return gemm(true, false, s.c, F, P, 1.0f, x, s.c, dy, F, 0.0f, dw, F);
+  direct_backward_weight(s, F, x, dy, dw);
 }
 
 void conv2d_backward_bias(int64_t P, int64_t F, const float* __restrict dy,

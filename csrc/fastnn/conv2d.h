@@ -2,24 +2,41 @@
 // Shapes come from window2d() (conv_shape.h). Every output is overwritten.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "fastnn/conv_shape.h"
 
 namespace fastnn {
 
+// How a convolution is computed: direct (implicit GEMM, any window) or
+// Winograd (3x3, stride 1, dilation 1 only; its tile size chosen, or forced
+// to F(2x2,3x3) / F(4x4,3x3)); auto picks per shape and pass (or takes
+// FASTNN_CONV_ALGORITHM when that is set).
+enum class ConvAlgorithm { auto_, direct, winograd, winograd2, winograd4 };
+
+// "auto" | "direct" | "winograd" | "winograd2" | "winograd4"; throws
+// std::invalid_argument naming `what`.
+ConvAlgorithm parse_conv_algorithm(const std::string& name, const char* what);
+
+enum class ConvPass { forward, backward_data, backward_weight };
+
+// What a pass of this convolution runs under `algo`: "direct", "winograd2"
+// or "winograd4" (for benchmarks and tests).
+const char* conv2d_plan(const Window2d& s, int64_t F, ConvPass pass, ConvAlgorithm algo);
+
 // x: (N,H,W,C), w: (KH,KW,C,F), b: (F,) or nullptr, y: (N,OH,OW,F).
 // y = conv(x, w) + b, then max(y, 0) when relu.
 void conv2d_forward(const Window2d& s, int64_t F, const float* x, const float* w, const float* b,
-                    bool relu, float* y);
+                    bool relu, float* y, ConvAlgorithm algo = ConvAlgorithm::auto_);
 
 // dy: (N,OH,OW,F), w: (KH,KW,C,F) -> dx: (N,H,W,C).
 void conv2d_backward_data(const Window2d& s, int64_t F, const float* dy, const float* w,
-                          float* dx);
+                          float* dx, ConvAlgorithm algo = ConvAlgorithm::auto_);
 
 // x: (N,H,W,C), dy: (N,OH,OW,F) -> dw: (KH,KW,C,F) and db: (F,) (when not
 // nullptr). The sums run in a fixed order: the same bits for any thread count.
 void conv2d_backward_weight(const Window2d& s, int64_t F, const float* x, const float* dy,
-                            float* dw, float* db);
+                            float* dw, float* db, ConvAlgorithm algo = ConvAlgorithm::auto_);
 
 // dy: (P, F) (P = N*OH*OW pixels) -> db: (F,), its column sums.
 void conv2d_backward_bias(int64_t P, int64_t F, const float* dy, float* db);

@@ -59,12 +59,15 @@ const float* bias_arg(const py::object& b_obj, int64_t F, const char* fn) {
   return in_f32(b, fn, "b");
 }
 
-using ForwardFn = void (*)(const Window2d&, int64_t, const float*, const float*, const float*,
-                           bool, float*);
+ConvAlgorithm algorithm_arg(const std::string& name, const char* fn) {
+  return parse_conv_algorithm(name, str_cat(fn, ": argument 'algorithm'").c_str());
+}
 
-py::array conv_forward(ForwardFn fwd, const char* fn, const py::array& x, const py::array& w,
-                       const py::object& b_obj, int64_t sh, int64_t sw, const std::string& mode,
-                       int64_t ph, int64_t pw, int64_t dh, int64_t dw, bool relu) {
+template <class Forward>
+py::array conv_forward(const Forward& fwd, const char* fn, const py::array& x,
+                       const py::array& w, const py::object& b_obj, int64_t sh, int64_t sw,
+                       const std::string& mode, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+                       bool relu) {
   const ConvArgs a = conv_args(x, w, sh, sw, mode, ph, pw, dh, dw, fn);
   const float* b = bias_arg(b_obj, a.F, fn);
   auto y = nhwc_out(a.s, a.F);
@@ -79,11 +82,30 @@ py::array conv_forward(ForwardFn fwd, const char* fn, const py::array& x, const 
 void bind_conv(py::module_& m) {
   m.def("conv2d", [](const py::array& x, const py::array& w, const py::object& b, int64_t sh,
                      int64_t sw, const std::string& mode, int64_t ph, int64_t pw, int64_t dh,
-                     int64_t dw, bool relu) {
-    return conv_forward(conv2d_forward, "conv2d", x, w, b, sh, sw, mode, ph, pw, dh, dw, relu);
+                     int64_t dw, bool relu, const std::string& algorithm) {
+    const ConvAlgorithm algo = algorithm_arg(algorithm, "conv2d");
+    return conv_forward([algo](const Window2d& s, int64_t F, const float* x, const float* w,
+                               const float* b, bool relu, float* y) {
+      conv2d_forward(s, F, x, w, b, relu, y, algo);
+    }, "conv2d", x, w, b, sh, sw, mode, ph, pw, dh, dw, relu);
   }, py::arg("x"), py::arg("w"), py::arg("b").none(true), py::arg("sh"), py::arg("sw"),
      py::arg("padding"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"),
-     py::arg("relu"), "y = conv(x, w) + b (then ReLU): NHWC x, HWIO w");
+     py::arg("relu"), py::arg("algorithm") = "auto",
+     "y = conv(x, w) + b (then ReLU): NHWC x, HWIO w; algorithm 'auto', 'direct' or 'winograd'");
+
+  m.def("conv2d_plan", [](const py::array& x, const py::array& w, int64_t sh, int64_t sw,
+                          const std::string& mode, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+                          const std::string& algorithm) {
+    const char* fn = "conv2d_plan";
+    const ConvAlgorithm algo = algorithm_arg(algorithm, fn);
+    const ConvArgs a = conv_args(x, w, sh, sw, mode, ph, pw, dh, dw, fn);
+    return py::make_tuple(conv2d_plan(a.s, a.F, ConvPass::forward, algo),
+                          conv2d_plan(a.s, a.F, ConvPass::backward_data, algo),
+                          conv2d_plan(a.s, a.F, ConvPass::backward_weight, algo));
+  }, py::arg("x"), py::arg("w"), py::arg("sh"), py::arg("sw"), py::arg("padding"), py::arg("ph"),
+     py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("algorithm") = "auto",
+     "what (forward, backward-data, backward-weight) of conv2d run: 'direct', 'winograd2' or "
+     "'winograd4'");
 
   m.def("conv2d_reference", [](const py::array& x, const py::array& w, const py::object& b,
                                int64_t sh, int64_t sw, const std::string& mode, int64_t ph,
@@ -97,8 +119,9 @@ void bind_conv(py::module_& m) {
   m.def("conv2d_backward", [](const py::array& x, const py::array& w, const py::array& dy,
                               int64_t sh, int64_t sw, const std::string& mode, int64_t ph,
                               int64_t pw, int64_t dh, int64_t dw, bool need_dx, bool need_dw,
-                              bool need_db) {
+                              bool need_db, const std::string& algorithm) {
     const char* fn = "conv2d_backward";
+    const ConvAlgorithm algo = algorithm_arg(algorithm, fn);
     const ConvArgs a = conv_args(x, w, sh, sw, mode, ph, pw, dh, dw, fn);
     const std::vector<py::ssize_t> want{a.s.n, a.s.h.out, a.s.w.out, a.F};
     FASTNN_CHECK(dy.ndim() == 4 && std::equal(want.begin(), want.end(), dy.shape()), fn,
@@ -124,10 +147,10 @@ void bind_conv(py::module_& m) {
     }
     {
       py::gil_scoped_release release;
-      if (dxp) conv2d_backward_data(a.s, a.F, dyp, a.w, dxp);
+      if (dxp) conv2d_backward_data(a.s, a.F, dyp, a.w, dxp, algo);
       if (dwp || dbp) {
         if (dwp) {
-          conv2d_backward_weight(a.s, a.F, a.x, dyp, dwp, dbp);
+          conv2d_backward_weight(a.s, a.F, a.x, dyp, dwp, dbp, algo);
         } else {
           conv2d_backward_bias(a.s.n * a.s.h.out * a.s.w.out, a.F, dyp, dbp);
         }
@@ -136,7 +159,8 @@ void bind_conv(py::module_& m) {
     return py::make_tuple(dx, dwt, db);
   }, py::arg("x"), py::arg("w"), py::arg("dy"), py::arg("sh"), py::arg("sw"), py::arg("padding"),
      py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("need_dx"),
-     py::arg("need_dw"), py::arg("need_db"), "(dx, dw, db), None where not asked for");
+     py::arg("need_dw"), py::arg("need_db"), py::arg("algorithm") = "auto",
+     "(dx, dw, db), None where not asked for");
 }
 
 }  // namespace fastnn

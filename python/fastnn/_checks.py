@@ -139,6 +139,20 @@ def fused_relu(activation, fn):
     return activation == "relu"
 
 
+_CONV_ALGORITHMS = ("auto", "direct", "winograd", "winograd2", "winograd4")
+
+
+def conv_algorithm(algorithm, fn):
+    """A convolution algorithm's name: "auto", "direct", "winograd" (or
+    "winograd2" / "winograd4", forcing the tile)."""
+    if not isinstance(algorithm, str):
+        raise TypeError(f"{fn}: argument 'algorithm' must be a str, got {type(algorithm).__name__}")
+    if algorithm not in _CONV_ALGORITHMS:
+        raise ValueError(f"{fn}: argument 'algorithm' must be one of "
+                         f"{', '.join(map(repr, _CONV_ALGORITHMS))}, got {algorithm!r}")
+    return algorithm
+
+
 # ---------------------------------------------------------------- recurrent kernels
 _RNN_GATES = {"lstm": 4, "gru": 3, "gru_reset_after": 3}
 

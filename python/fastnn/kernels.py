@@ -6,7 +6,7 @@ import numpy as np
 
 from . import _C, _backend
 from . import cuda as _cuda
-from ._checks import (as_float32, conv_window, fused_relu, pool_window, real, rnn_cell,
+from ._checks import (as_float32, conv_algorithm, conv_window, fused_relu, pool_window, real, rnn_cell,
                       rnn_shapes, shape_str)
 
 __all__ = ["avg_pool2d", "avg_pool2d_backward", "conv2d", "conv2d_backward", "gemm", "gru",
@@ -51,24 +51,34 @@ def _conv_args(x, w, stride, padding, dilation, fn):
     return (x, w) + conv_window(stride, padding, dilation, fn)
 
 
-def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None):
+def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None,
+           algorithm="auto"):
     """y = conv(x, w) + b over NHWC images with an HWIO kernel (cross-correlation,
     as Keras and PyTorch). padding: "valid", "same" (Keras's rule) or an int /
-    (ph, pw); stride, dilation: an int or (sh, sw). activation "relu" fuses a ReLU."""
+    (ph, pw); stride, dilation: an int or (sh, sw). activation "relu" fuses a ReLU.
+    algorithm: "auto" (per shape and pass; the environment variable
+    FASTNN_CONV_ALGORITHM replaces it process-wide), "direct", or "winograd"
+    (3x3 windows, stride 1, dilation 1 only; "winograd2" / "winograd4" force
+    F(2x2,3x3) / F(4x4,3x3)). Winograd's float32 error grows with the tile:
+    see tests/test_winograd.py for the bound."""
     relu = fused_relu(activation, "conv2d")
+    algorithm = conv_algorithm(algorithm, "conv2d")
     args = _conv_args(x, w, stride, padding, dilation, "conv2d")
     if b is not None:
         b = np.ascontiguousarray(as_float32(b, "b", "conv2d"))
     x, w, sh, sw, mode, ph, pw, dh, dw = args
-    return _C.conv2d(x, w, b, sh, sw, mode, ph, pw, dh, dw, relu)
+    return _C.conv2d(x, w, b, sh, sw, mode, ph, pw, dh, dw, relu, algorithm)
 
 
-def conv2d_backward(x, w, dy, stride=1, padding="valid", dilation=1):
-    """(dx, dw, db) of conv2d (without activation) for the output gradient dy."""
+def conv2d_backward(x, w, dy, stride=1, padding="valid", dilation=1, algorithm="auto"):
+    """(dx, dw, db) of conv2d (without activation) for the output gradient dy;
+    algorithm as for conv2d."""
+    algorithm = conv_algorithm(algorithm, "conv2d_backward")
     x, w, sh, sw, mode, ph, pw, dh, dw = _conv_args(x, w, stride, padding, dilation,
                                                     "conv2d_backward")
     dy = np.ascontiguousarray(as_float32(dy, "dy", "conv2d_backward"))
-    return _C.conv2d_backward(x, w, dy, sh, sw, mode, ph, pw, dh, dw, True, True, True)
+    return _C.conv2d_backward(x, w, dy, sh, sw, mode, ph, pw, dh, dw, True, True, True,
+                              algorithm)
 
 
 def _pool_args(x, pool_size, strides, padding, fn):

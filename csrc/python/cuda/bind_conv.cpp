@@ -12,13 +12,25 @@ namespace fastnn {
 using namespace py_args;
 namespace cu = cuda;
 
+namespace {
+// The CPU module's algorithm argument, mirrored: the CUDA kernels have one
+// algorithm, so "auto" and "direct" both name it.
+void check_algorithm(const std::string& algorithm, const char* fn) {
+  if (algorithm != "auto" && algorithm != "direct")
+    throw std::invalid_argument(str_cat(fn, ": argument 'algorithm' must be 'auto' or 'direct' "
+                                            "on the GPU (it has no Winograd kernels), got '",
+                                        algorithm, "'"));
+}
+}  // namespace
+
 void bind_conv(py::module_& m) {
   m.def(
       "conv2d",
       [](const py::object& x_obj, const py::object& w_obj, const py::object& b_obj, int64_t sh,
          int64_t sw, const std::string& padding, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-         bool relu) {
+         bool relu, const std::string& algorithm) {
         const char* fn = "conv2d";
+        check_algorithm(algorithm, fn);
         const DeviceBuffer& x = device_arg(x_obj, fn, "x");
         const DeviceBuffer& w = device_arg(w_obj, fn, "w");
         const DeviceBuffer* b = b_obj.is_none() ? nullptr : &device_arg(b_obj, fn, "b");
@@ -28,13 +40,15 @@ void bind_conv(py::module_& m) {
       },
       py::arg("x"), py::arg("w"), py::arg("b").none(true), py::arg("sh"), py::arg("sw"),
       py::arg("padding"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"),
-      py::arg("relu"), "y = conv(x, w) + b (then ReLU): NHWC x, HWIO w");
+      py::arg("relu"), py::arg("algorithm") = "auto",
+      "y = conv(x, w) + b (then ReLU): NHWC x, HWIO w");
   m.def(
       "conv2d_backward",
       [](const py::object& x_obj, const py::object& w_obj, const py::object& dy_obj, int64_t sh,
          int64_t sw, const std::string& padding, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-         bool need_dx, bool need_dw, bool need_db) {
+         bool need_dx, bool need_dw, bool need_db, const std::string& algorithm) {
         const char* fn = "conv2d_backward";
+        check_algorithm(algorithm, fn);
         const DeviceBuffer& x = device_arg(x_obj, fn, "x");
         const DeviceBuffer& w = device_arg(w_obj, fn, "w");
         const DeviceBuffer& dy = device_arg(dy_obj, fn, "dy");
@@ -51,7 +65,7 @@ void bind_conv(py::module_& m) {
       },
       py::arg("x"), py::arg("w"), py::arg("dy"), py::arg("sh"), py::arg("sw"),
       py::arg("padding"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"),
-      py::arg("need_dx"), py::arg("need_dw"), py::arg("need_db"),
+      py::arg("need_dx"), py::arg("need_dw"), py::arg("need_db"), py::arg("algorithm") = "auto",
       "(dx, dw, db), None where not asked for");
 }
 
