@@ -2,8 +2,8 @@
 official format: Python 2 pickles of dicts of byte strings and NumPy arrays,
 in cifar-10-batches-py/ inside a .tar.gz, and as Python 3 re-saves them),
 where it looks (a path, $FASTNN_DATA, Keras's cache), its errors and its
-refusal of hostile pickles; the MNIST reader; the generated shapes set (shape, balance, determinism, the
-cache and the drawing's geometry)."""
+refusal of hostile pickles; the MNIST reader; the generated shapes set
+(shape, balance, determinism, the cache and the drawing's geometry)."""
 import io
 import os
 import pickle

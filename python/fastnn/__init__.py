@@ -36,6 +36,14 @@ def get_num_threads():
     return _C.get_num_threads()
 
 
+def __getattr__(name):
+    # imported on first use: ``import fastnn as tf; tf.keras...``, ``fastnn.explain``
+    if name in ("explain", "keras"):
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def build_info():
     """How this fastnn was built and what it runs on, as a dict."""
     info = dict(_C.build_info())

@@ -103,8 +103,8 @@ def _find(path):
             candidate = os.path.join(where, name)
             if os.path.exists(candidate):
                 return candidate
-    raise FileNotFoundError(f"cifar10.load_data: no CIFAR-10 data in {_cache.describe(places)}: looked for "
-                            f"'{ARCHIVE}' and '{FOLDER}/'; {_HOW_TO_GET}")
+    raise FileNotFoundError(f"cifar10.load_data: no CIFAR-10 data in {_cache.describe(places)}: "
+                            f"looked for '{ARCHIVE}' and '{FOLDER}/'; {_HOW_TO_GET}")
 
 
 def _load(read, source):

@@ -72,4 +72,5 @@ def _find(path):
         candidate = os.path.join(where, FILE)
         if os.path.isfile(candidate):
             return candidate
-    raise FileNotFoundError(f"mnist.load_data: no '{FILE}' in {_cache.describe(places)}; {_HOW_TO_GET}")
+    raise FileNotFoundError(f"mnist.load_data: no '{FILE}' in {_cache.describe(places)}; "
+                            f"{_HOW_TO_GET}")
