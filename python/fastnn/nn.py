@@ -7,7 +7,7 @@ statistics). ``parameters()``, ``state_dict()``, ``train()``/``eval()`` and
 ``to(device)`` walk that tree.
 
 The layers take Keras's names and arguments and Keras's weight layouts
-(API.md). Their weights are created on the first call, their shapes inferred
+(docs/api.md). Their weights are created on the first call, their shapes inferred
 from the input (or at construction when ``input_shape`` is given), drawn from
 ``fastnn.manual_seed``'s stream with Keras's default initialisers: Glorot
 uniform kernels, zero biases. Layers start in training mode, as PyTorch
@@ -1072,7 +1072,7 @@ class LSTM(_Recurrent):
 
 class GRU(_Recurrent):
     """A GRU: kernel (in, 3 units), recurrent_kernel (units, 3 units), gates
-    [z, r, h~], h' = (1 - z) h + z h~ (API.md). By default the reset gate
+    [z, r, h~], h' = (1 - z) h + z h~ (docs/api.md). By default the reset gate
     multiplies h before the recurrent product, bias (3 units,); with
     reset_after=True it multiplies the product (cuDNN's form), bias
     (2, 3 units). Returns as LSTM; with return_state, (output, h)."""
