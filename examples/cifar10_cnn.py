@@ -92,11 +92,13 @@ def main():
     print(f"\ntraining: {train_time:.0f} s ({args.epochs} epochs, validation included), "
           f"{steps * args.batch_size / train_time:,.0f} images/s")
     print(f"test accuracy  {accuracy:.4f}   (loss {loss:.4f})")
-    print(f"precision      {metrics.precision_score(y_true, y_pred, average='macro'):.4f} (macro)")
-    print(f"recall         {metrics.recall_score(y_true, y_pred, average='macro'):.4f} (macro)")
-    print(f"F1             {metrics.f1_score(y_true, y_pred, average='macro'):.4f} (macro)")
-    print(f"ROC AUC        {metrics.roc_auc_score(y_true, probs, multi_class='ovr'):.4f} "
-          f"(one-vs-rest, macro)")
+    classes = np.arange(len(class_names))
+    for name, fn in (("precision", metrics.precision_score), ("recall", metrics.recall_score),
+                     ("F1", metrics.f1_score)):
+        value = fn(y_true, y_pred, labels=classes, average="macro", zero_division=0)
+        print(f"{name:<15}{value:.4f} (macro)")
+    auc = metrics.roc_auc_score(y_true, probs, multi_class="ovr", labels=classes)
+    print(f"ROC AUC        {auc:.4f} (one-vs-rest, macro)")
 
     model.save(args.out + ".npz")
     print(f"saved the model to {args.out}.npz")
@@ -132,7 +134,8 @@ def plot_training(plt, history, y_true, y_pred, probs, class_names, path):
         ax.set_title(key)
         ax.legend()
     ax = axes[1, 0]
-    im = ax.imshow(metrics.confusion_matrix(y_true, y_pred), cmap="Blues")
+    im = ax.imshow(metrics.confusion_matrix(y_true, y_pred, labels=np.arange(len(class_names))),
+                   cmap="Blues")
     ax.set_xticks(range(len(class_names)), class_names, rotation=60, ha="right")
     ax.set_yticks(range(len(class_names)), class_names)
     ax.set_xlabel("predicted")

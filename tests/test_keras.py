@@ -44,7 +44,7 @@ def as_fastnn(code, epochs):
     return "\n".join(lines).replace("epochs=10", f"epochs={epochs}")
 
 
-def write_keras_cifar(home, per_batch=24, n_test=16, seed=0):
+def write_keras_cifar(home, per_batch=24, n_test=20, seed=0):
     """A small CIFAR-10 set in ~/.keras/datasets/cifar-10-batches-py, each
     batch pickled by Python 3 (protocol 2); the class is the brightest
     channel, so a network can learn something in two epochs."""
@@ -54,7 +54,7 @@ def write_keras_cifar(home, per_batch=24, n_test=16, seed=0):
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     for name in names:
         n = n_test if name == "test_batch" else per_batch
-        y = rng.integers(0, 10, n)
+        y = rng.permutation(np.arange(n) % 10)  # every class in every batch
         x = rng.integers(0, 120, (n, 3, 32, 32), dtype=np.uint8)
         x[np.arange(n), y % 3] += 100
         batch = {b"batch_label": name.encode(), b"labels": [int(v) for v in y],
@@ -66,7 +66,7 @@ def write_keras_cifar(home, per_batch=24, n_test=16, seed=0):
 def keras_home(tmp_path, monkeypatch):
     """HOME pointed at a temporary folder holding ~/.keras/datasets/..."""
     home = tmp_path / "home"
-    write_keras_cifar(home)
+    write_keras_cifar(home)  # 120 training and 20 test images
     empty = tmp_path / "no_fastnn_data"
     empty.mkdir()
     monkeypatch.setenv("HOME", str(home))
@@ -98,7 +98,7 @@ def test_the_tutorial_runs_as_written(keras_home, capsys):
                                     history.history["val_accuracy"][-1]], rel=1e-5)
     # predict: probabilities, batches of 32 by default
     probs = model.predict(x_test, verbose=0)
-    assert probs.shape == (16, 10)
+    assert probs.shape == (20, 10)
     np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
     assert (probs >= 0).all()
     # `import fastnn as tf` gives tf.keras; compile(optimizer="adam") is Keras's Adam
@@ -341,3 +341,28 @@ def test_to_categorical_and_metrics():
     assert metrics.BinaryAccuracy()([1, 0], [0.7, 0.6]) == 0.5
     with pytest.raises(ValueError, match="unknown metric"):
         metrics.get("bleu")
+
+
+def test_the_example_runs_on_a_keras_cache_folder(keras_home, tmp_path):
+    """examples/cifar10_cnn.py end to end, on the small folder (one epoch):
+    its report, the model file, and both pictures when matplotlib is there."""
+    import importlib.util
+    import subprocess
+    import sys
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples",
+                          "cifar10_cnn.py")
+    run = subprocess.run([sys.executable, script, "--data", "keras", "--epochs", "1",
+                          "--out", str(tmp_path / "run")], capture_output=True, text=True,
+                         env=dict(os.environ), timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    for line in ("test accuracy", "precision", "recall", "F1", "ROC AUC", "images/s"):
+        assert line in run.stdout
+    loaded = models.load_model(str(tmp_path / "run.npz"))
+    assert [type(layer).__name__ for layer in loaded.layers] == [
+        "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Flatten",
+        "Dense", "Dense"]
+    assert loaded.layers[2].kernel.shape == (3, 3, 32, 64)
+    assert loaded.layers[7].kernel.shape == (512, 512)  # valid padding: 2 x 2 x 128 features
+    if importlib.util.find_spec("matplotlib") is not None:
+        for picture in ("run.png", "run_gradcam.png"):
+            assert (tmp_path / picture).stat().st_size > 10_000
