@@ -209,6 +209,9 @@ def test_layers_are_named_as_keras_names_them(capsys):
     assert models.Sequential().name == "sequential_1"
     assert layers.Conv2D(1, 1).name == "conv2d_1"
     assert model.get_layer("mine") is model.layers[2]
+    images = np.random.default_rng(0).random((2, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_array_equal(fastnn.explain.grad_cam(model, images, layer="mine"),
+                                  fastnn.explain.grad_cam(model, images))  # the last Conv2D
     # built from Input at once: summary prints Keras's table
     model.summary()
     out = capsys.readouterr().out
