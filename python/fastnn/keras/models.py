@@ -67,7 +67,7 @@ class Sequential(_models.Sequential):
 
     # ------------------------------------------------------------ building
     def _known_input_shape(self):
-        if getattr(self, "_input", None) is not None:
+        if self._input is not None:
             return self._input
         first = self.layers[0] if len(self) else None
         return getattr(first, "_keras_input_shape", None)
@@ -80,7 +80,7 @@ class Sequential(_models.Sequential):
             shape = shape or self._known_input_shape()
             if shape is not None and all(s is not None for s in shape):
                 self.build((None,) + tuple(shape))
-        if self.built and isinstance(self.optimizer, _optimizers.Optimizer):
+        if isinstance(self.optimizer, _optimizers.Optimizer):
             self.optimizer._attach(self)
 
     # ------------------------------------------------------------ compile / fit / evaluate
@@ -103,9 +103,7 @@ class Sequential(_models.Sequential):
         optimizer = _optimizers.get(optimizer)
         super().compile(optimizer=optimizer, loss=_loss(loss),
                         metrics=[_metrics.get(m) for m in metrics or []])
-        if isinstance(optimizer, _optimizers.Optimizer):
-            optimizer._model = self
-        self._build_if_shape_known()
+        self._build_if_shape_known()  # binds a Keras optimizer to the weights, when they exist
         return None
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,

@@ -59,7 +59,7 @@ class Optimizer:
 
     def build(self, var_list):
         """Binds the optimizer to the variables it updates (a model's
-        ``trainable_weights`` / ``parameters()``); a second call is ignored."""
+        ``parameters()``); a second call is ignored."""
         if not self.built:
             self._base.__init__(self, var_list, **self._hyperparameters)
             self.built = True
