@@ -1,8 +1,9 @@
 """fastnn.datasets: the CIFAR-10 reader (archives written here in the
 official format: Python 2 pickles of dicts of byte strings and NumPy arrays,
-in cifar-10-batches-py/ inside a .tar.gz), its errors and its refusal of
-hostile pickles; the generated shapes set (shape, balance, determinism, the
-cache and the drawing's geometry)."""
+in cifar-10-batches-py/ inside a .tar.gz, and as Python 3 re-saves them),
+where it looks (a path, $FASTNN_DATA, Keras's cache), its errors and its
+refusal of hostile pickles; the MNIST reader; the generated shapes set
+(shape, balance, determinism, the cache and the drawing's geometry)."""
 import io
 import os
 import pickle
@@ -12,7 +13,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from fastnn.datasets import cifar10, data_dir, shapes
+from fastnn.datasets import cifar10, data_dir, keras_dir, mnist, shapes
 
 # ================================================================ CIFAR-10 files
 
@@ -98,10 +99,11 @@ def assert_loaded(result, arrays):
 
 @pytest.fixture
 def no_data_dir(tmp_path, monkeypatch):
-    """$FASTNN_DATA pointing to an empty folder."""
+    """$FASTNN_DATA and $KERAS_HOME pointing to an empty folder."""
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv("FASTNN_DATA", str(empty))
+    monkeypatch.setenv("KERAS_HOME", str(empty))
     return empty
 
 
@@ -199,6 +201,143 @@ def test_cifar10_refuses_pickles_that_would_run_code(tmp_path, no_data_dir):
             cifar10.load_data(folder)
         assert "data_batch_2" in str(e.value)
         assert not marker.exists(), f"payload {i} ran"
+
+
+def py3_batches(seed=0, per_batch=6, n_test=4):
+    """{file name: bytes} of a small CIFAR-10 set re-saved by Python 3's pickle
+    (protocol 2: byte strings become _codecs.encode(text, "latin1")), and its
+    arrays."""
+    rng = np.random.default_rng(seed)
+    files, xs, ys = {}, [], []
+    for name in cifar10.TRAIN_BATCHES + (cifar10.TEST_BATCH,):
+        n = n_test if name == cifar10.TEST_BATCH else per_batch
+        x = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+        y = rng.integers(0, 10, n)
+        data = np.ascontiguousarray(x.transpose(0, 3, 1, 2).reshape(n, -1))
+        files[name] = pickle.dumps({b"batch_label": b"re-saved", b"labels": [int(v) for v in y],
+                                    b"data": data}, protocol=2)
+        xs.append(x)
+        ys.append(y)
+    return files, ((np.concatenate(xs[:5]), np.concatenate(ys[:5])), (xs[5], ys[5]))
+
+
+def test_cifar10_reads_python3_pickles(tmp_path, no_data_dir):
+    files, arrays = py3_batches()
+    assert b"_codecs" in files["test_batch"]  # what this test is about
+    assert_loaded(cifar10.load_data(write_folder(str(tmp_path), files)), arrays)
+    assert_loaded(cifar10.load_data(write_archive(str(tmp_path), files)), arrays)
+
+
+def test_cifar10_allows_only_the_latin1_codec(tmp_path, no_data_dir):
+    files, _ = py3_batches()
+    marker = tmp_path / "pwned"
+    payloads = [
+        # another codec through the allowed global
+        b"\x80\x02c_codecs\nencode\nq\x00X\x03\x00\x00\x00abcq\x01X\x05\x00\x00\x00rot13q"
+        b"\x02\x86q\x03Rq\x04.",
+        # a bytes argument where text belongs
+        b"\x80\x03c_codecs\nencode\nq\x00C\x03abcq\x01X\x06\x00\x00\x00latin1q\x02\x86q\x03"
+        b"Rq\x04.",
+        # another function of the same module
+        b"\x80\x02c_codecs\nlookup\nq\x00X\x05\x00\x00\x00utf-8q\x01\x85q\x02Rq\x03.",
+        # a Python 3 pickle that would run a command
+        pickle.dumps({b"data": Hostile(f"touch {marker}")}, protocol=2),
+    ]
+    for i, payload in enumerate(payloads):
+        folder = write_folder(str(tmp_path / f"case{i}"), dict(files, test_batch=payload))
+        with pytest.raises(ValueError, match="refused"):
+            cifar10.load_data(folder)
+        assert not marker.exists()
+
+
+@pytest.mark.parametrize("layout", ["folder", "archive", "keras_archive", "keras_extracted"])
+def test_cifar10_finds_keras_cache_folder(tmp_path, monkeypatch, layout):
+    """With no path and nothing in $FASTNN_DATA, load_data() reads ~/.keras/datasets
+    (HOME pointed at a temporary folder), as Keras leaves it."""
+    files, arrays = py3_batches(seed=2)
+    home = tmp_path / "home"
+    datasets = home / ".keras" / "datasets"
+    datasets.mkdir(parents=True)
+    if layout == "folder":
+        write_folder(str(datasets), files)
+    elif layout == "keras_extracted":
+        write_folder(str(datasets / f"{cifar10.FOLDER}_extracted"), files)
+    else:
+        write_archive(str(datasets), files,
+                      cifar10.ARCHIVE if layout == "archive" else f"{cifar10.FOLDER}.tar.gz")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("FASTNN_DATA", str(empty))
+    monkeypatch.delenv("KERAS_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    assert keras_dir() == str(datasets)
+    assert_loaded(cifar10.load_data(), arrays)
+    # $KERAS_HOME moves it; $FASTNN_DATA comes first
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "elsewhere"))
+    with pytest.raises(FileNotFoundError, match="KERAS_HOME"):
+        cifar10.load_data()
+    monkeypatch.setenv("KERAS_HOME", str(home / ".keras"))
+    assert_loaded(cifar10.load_data(), arrays)
+    other, other_arrays = py3_batches(seed=3)
+    write_folder(str(empty), other)
+    assert_loaded(cifar10.load_data(), other_arrays)
+
+
+def mnist_arrays(seed=0, n_train=12, n_test=5):
+    rng = np.random.default_rng(seed)
+    return {"x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+            "y_train": rng.integers(0, 10, n_train).astype(np.uint8),
+            "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+            "y_test": rng.integers(0, 10, n_test).astype(np.uint8)}
+
+
+def assert_mnist(result, arrays):
+    (x_train, y_train), (x_test, y_test) = result
+    for got, key in ((x_train, "x_train"), (y_train, "y_train"), (x_test, "x_test"),
+                     (y_test, "y_test")):
+        np.testing.assert_array_equal(got, arrays[key], err_msg=key)
+        assert got.shape == arrays[key].shape
+    assert x_train.dtype == np.uint8 and y_train.dtype == np.int64
+
+
+def test_mnist_found_in_every_place(tmp_path, monkeypatch, no_data_dir):
+    arrays = mnist_arrays()
+    home = tmp_path / "home"
+    (home / ".keras" / "datasets").mkdir(parents=True)
+    np.savez(home / ".keras" / "datasets" / mnist.FILE, **arrays)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("KERAS_HOME")
+    assert_mnist(mnist.load_data(), arrays)  # Keras's cache
+    assert_mnist(mnist.load_data(home / ".keras" / "datasets"), arrays)  # a folder
+    mine = mnist_arrays(seed=1)
+    np.savez(no_data_dir / mnist.FILE, **mine)
+    assert_mnist(mnist.load_data(), mine)  # $FASTNN_DATA first
+    assert_mnist(mnist.load_data(str(no_data_dir / mnist.FILE)), mine)  # the file
+
+
+def test_mnist_missing_or_bad_files(tmp_path, no_data_dir):
+    with pytest.raises(FileNotFoundError) as e:
+        mnist.load_data()
+    for part in (mnist.FILE, mnist.URL, "FASTNN_DATA", "KERAS_HOME", "'path'"):
+        assert part in str(e.value)
+    with pytest.raises(TypeError, match="'path'"):
+        mnist.load_data(1.5)
+    arrays = mnist_arrays()
+    bad = {
+        "pickled": dict(arrays, y_test=np.array([object()] * 5)),
+        "missing": {k: v for k, v in arrays.items() if k != "x_test"},
+        "dtype": dict(arrays, x_train=arrays["x_train"].astype(np.float32)),
+        "count": dict(arrays, y_train=arrays["y_train"][:3]),
+        "range": dict(arrays, y_test=np.full(5, 10, np.uint8)),
+    }
+    for name, content in bad.items():
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, **content)
+        with pytest.raises(ValueError, match="mnist.load_data"):
+            mnist.load_data(path)
+    (tmp_path / "garbage.npz").write_bytes(b"not a zip file" * 20)
+    with pytest.raises(ValueError, match="damaged"):
+        mnist.load_data(tmp_path / "garbage.npz")
 
 
 # ================================================================ shapes

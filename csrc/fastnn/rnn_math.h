@@ -7,7 +7,7 @@
 // activations and new state go out (the activations are what backward
 // needs, so the forward writes them and backward reads them back).
 //
-// The formulas follow API.md: LSTM gates [i, f, g, o], c' = f c + i g,
+// The formulas follow docs/api.md: LSTM gates [i, f, g, o], c' = f c + i g,
 // h' = o tanh(c'); GRU gates [z, r, h~], h' = (1 - z) h + z h~, with the
 // reset gate applied before the recurrent product (default) or after it
 // (reset_after, cuDNN's form: h~ = tanh(xWh + bxh + r (hUh + bhh))).

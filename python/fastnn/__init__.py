@@ -22,6 +22,14 @@ from ._backend import get_num_threads, set_num_threads
 __version__ = _C.build_info()["version"]
 
 
+def __getattr__(name):
+    # imported on first use: ``import fastnn as tf; tf.keras...``, ``fastnn.explain``
+    if name in ("explain", "keras"):
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def build_info():
     """How this fastnn was built and what it runs on, as a dict."""
     info = dict(_C.build_info())

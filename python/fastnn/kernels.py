@@ -167,7 +167,7 @@ def _step_grad(dx):
 def lstm(x, h0, c0, w_x, w_h, b):
     """An LSTM over the sequence x (B, T, I) from the states h0, c0 (B, H)
     (None: zeros): (out (B, T, H), h_T, c_T). w_x (I, 4H), w_h (H, 4H), b (4H,),
-    gates [i, f, g, o] (API.md)."""
+    gates [i, f, g, o] (docs/api.md)."""
     return _sequence("lstm", "lstm", x, h0, c0, w_x, w_h, b)
 
 

@@ -1,6 +1,6 @@
 """References for the LSTM and GRU layers over whole sequences, in float64.
 
-Layouts are Keras's (API.md, Conventions): x (B, T, I) batch first, states
+Layouts are Keras's (docs/api.md, Conventions): x (B, T, I) batch first, states
 (B, H), kernel w_x (I, G*H), recurrent kernel w_h (H, G*H), gates side by
 side along the last axis: LSTM [i, f, g, o] (G = 4), GRU [z, r, h~] (G = 3).
 

@@ -13,6 +13,26 @@ def data_dir():
     return os.path.abspath(os.path.expanduser(env if env else os.path.join("~", ".cache", "fastnn")))
 
 
+def keras_dir():
+    """Keras's download folder: ``$KERAS_HOME/datasets``, else ``~/.keras/datasets``."""
+    env = os.environ.get("KERAS_HOME")
+    return os.path.join(os.path.abspath(os.path.expanduser(env if env else os.path.join(
+        "~", ".keras"))), "datasets")
+
+
+def search_dirs():
+    """[(folder, how to name it in a message)] where ``load_data()`` looks when
+    given no path: data_dir(), then Keras's folder."""
+    told = "$FASTNN_DATA" if os.environ.get("FASTNN_DATA") else "the fastnn data folder"
+    keras = "$KERAS_HOME/datasets" if os.environ.get("KERAS_HOME") else "Keras's cache"
+    return [(data_dir(), told), (keras_dir(), keras)]
+
+
+def describe(places):
+    """'A (/a) and B (/b)' for a message, from search_dirs()-style pairs."""
+    return " and ".join(where if told == where else f"{told} ({where})" for where, told in places)
+
+
 def load_or_create(name, shapes, create, label_range):
     """The arrays of cache file `name` in data_dir(), when it holds exactly
     `shapes` (uint8 images and int64 labels in [0, label_range), keys named

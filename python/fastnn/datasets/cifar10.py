@@ -1,12 +1,16 @@
 """CIFAR-10 from the official Python archive, read from disk (never downloaded).
 
 Put ``cifar-10-python.tar.gz`` (or the folder ``cifar-10-batches-py`` it
-holds) in ``$FASTNN_DATA`` (default ``~/.cache/fastnn``), or pass its place as
-``path``. Get it from https://www.cs.toronto.edu/~kriz/cifar.html.
+holds) in ``$FASTNN_DATA`` (default ``~/.cache/fastnn``) or in Keras's cache
+folder (``$KERAS_HOME/datasets``, default ``~/.keras/datasets``, where Keras
+leaves it), or pass its place as ``path``. Get it from
+https://www.cs.toronto.edu/~kriz/cifar.html.
 
 The batches are pickles. They are read by an unpickler that builds only
 lists, dicts, strings, numbers and NumPy arrays, and refuses any other
-object, so a hostile file cannot run code.
+object, so a hostile file cannot run code. Python 3's pickle (protocol 2)
+stores byte strings as ``_codecs.encode(text, "latin1")``: that call, with
+that codec only, is allowed too.
 """
 import io
 import os
@@ -16,7 +20,7 @@ import zlib
 
 import numpy as np
 
-from ._cache import data_dir
+from . import _cache
 
 __all__ = ["CLASS_NAMES", "load_data"]
 
@@ -36,9 +40,11 @@ def load_data(path=None):
     and 10,000 test images in the official archive.
 
     path: the archive ``cifar-10-python.tar.gz``, its extracted folder
-    ``cifar-10-batches-py``, or a folder holding either; default
-    ``$FASTNN_DATA``, else ``~/.cache/fastnn``. FileNotFoundError when none is
-    there, ValueError when the file is damaged or not CIFAR-10."""
+    ``cifar-10-batches-py``, or a folder holding either; default: the first
+    found in ``$FASTNN_DATA`` (else ``~/.cache/fastnn``), then in Keras's
+    cache ``$KERAS_HOME/datasets`` (else ``~/.keras/datasets``).
+    FileNotFoundError when none is there, ValueError when the file is damaged
+    or not CIFAR-10."""
     source = _find(path)
     if os.path.isdir(source):
         def read(name):
@@ -69,32 +75,36 @@ def load_data(path=None):
     return _load(read, source)
 
 
+# where Keras 3 leaves the archive and its extracted folder, besides the official names
+_NAMES = (FOLDER, f"{FOLDER}_extracted/{FOLDER}", ARCHIVE, f"{FOLDER}.tar.gz")
 _HOW_TO_GET = (f"download '{ARCHIVE}' (the CIFAR-10 python version) from {URL} and put it, "
-               f"or the '{FOLDER}' folder it holds, in $FASTNN_DATA (default ~/.cache/fastnn), "
+               f"or the '{FOLDER}' folder it holds, in $FASTNN_DATA (default ~/.cache/fastnn) "
+               f"or in Keras's cache folder ($KERAS_HOME/datasets, default ~/.keras/datasets), "
                f"or pass its place as 'path'")
 
 
 def _find(path):
-    """The archive or folder named by path (or found in data_dir())."""
+    """The archive or folder named by path, or, for path None, the first one
+    found in $FASTNN_DATA (or ~/.cache/fastnn), then in Keras's cache."""
     if path is None:
-        where = data_dir()
-        told = f"$FASTNN_DATA ({where})" if os.environ.get("FASTNN_DATA") else where
+        places = _cache.search_dirs()
     else:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"cifar10.load_data: argument 'path' must be a str or os.PathLike, "
                             f"got {type(path).__name__}")
         where = os.path.abspath(os.path.expanduser(os.fspath(path)))
-        told = where
-    if os.path.isfile(where):
-        return where
-    if os.path.isdir(where):
+        if os.path.isfile(where):
+            return where
+        places = [(where, where)]
+    for where, _ in places:
         if os.path.isfile(os.path.join(where, TEST_BATCH)):
             return where  # the extracted folder itself
-        for candidate in (os.path.join(where, FOLDER), os.path.join(where, ARCHIVE)):
+        for name in _NAMES:
+            candidate = os.path.join(where, name)
             if os.path.exists(candidate):
                 return candidate
-    raise FileNotFoundError(f"cifar10.load_data: no CIFAR-10 data at {told}: looked for "
-                            f"'{ARCHIVE}' and '{FOLDER}/'; {_HOW_TO_GET}")
+    raise FileNotFoundError(f"cifar10.load_data: no CIFAR-10 data in {_cache.describe(places)}: "
+                            f"looked for '{ARCHIVE}' and '{FOLDER}/'; {_HOW_TO_GET}")
 
 
 def _load(read, source):
@@ -150,6 +160,17 @@ _ALLOWED = {
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
 }
+
+
+def _latin1(text, encoding):
+    """_codecs.encode as Python 3's protocol 2 uses it for byte strings."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _Refused(f"it asks for _codecs.encode with {type(text).__name__} and "
+                       f"{encoding!r}; only (str, 'latin1') is allowed")
+    return text.encode("latin-1")
+
+
+_ALLOWED[("_codecs", "encode")] = _latin1
 
 
 class _SafeUnpickler(pickle.Unpickler):

@@ -7,7 +7,7 @@ statistics). ``parameters()``, ``state_dict()``, ``train()``/``eval()`` and
 ``to(device)`` walk that tree.
 
 The layers take Keras's names and arguments and Keras's weight layouts
-(API.md). Their weights are created on the first call, their shapes inferred
+(docs/api.md). Their weights are created on the first call, their shapes inferred
 from the input (or at construction when ``input_shape`` is given), drawn from
 ``fastnn.manual_seed``'s stream with Keras's default initialisers: Glorot
 uniform kernels, zero biases. Layers start in training mode, as PyTorch

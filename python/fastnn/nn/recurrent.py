@@ -127,7 +127,7 @@ class LSTM(_Recurrent):
 
 class GRU(_Recurrent):
     """A GRU: kernel (in, 3 units), recurrent_kernel (units, 3 units), gates
-    [z, r, h~], h' = (1 - z) h + z h~ (API.md). By default the reset gate
+    [z, r, h~], h' = (1 - z) h + z h~ (docs/api.md). By default the reset gate
     multiplies h before the recurrent product, bias (3 units,); with
     reset_after=True it multiplies the product (cuDNN's form), bias
     (2, 3 units). Returns as LSTM; with return_state, (output, h)."""

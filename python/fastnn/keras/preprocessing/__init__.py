@@ -1,0 +1,4 @@
+"""Keras's ``preprocessing`` namespace: ``preprocessing.image.ImageDataGenerator``."""
+from . import image
+
+__all__ = ["image"]
