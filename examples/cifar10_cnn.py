@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 import fastnn
-from fastnn import explain, metrics
+from fastnn import distributed, explain, metrics
 from fastnn.datasets import shapes
 from fastnn.keras.datasets import cifar10
 from fastnn.keras.layers import Conv2D, Dense, Flatten, MaxPooling2D
@@ -46,6 +46,10 @@ def parse_args():
 def main():
     args = parse_args()
     start_all = time.perf_counter()
+    # Under `mpiexec -n R` every rank trains on its share of each batch with
+    # its share of the cores; rank 0 alone reports and writes files.
+    distributed.init()
+    report = print if distributed.rank() == 0 else (lambda *a, **k: None)
     if args.threads:
         fastnn.set_num_threads(args.threads)
     fastnn.manual_seed(args.seed)
@@ -55,12 +59,12 @@ def main():
             None if args.data == "keras" else args.data)
         class_names = cifar10.CLASS_NAMES
     else:
-        print("No --data given: using the embedded shapes set (10 classes of 32x32 RGB images).")
+        report("No --data given: using the embedded shapes set (10 classes of 32x32 RGB images).")
         (x_train, y_train), (x_test, y_test) = shapes.load_data()
         class_names = shapes.CLASS_NAMES
     x_train = x_train.astype("float32") / 255.0
     x_test = x_test.astype("float32") / 255.0
-    print(f"train {x_train.shape}, test {x_test.shape}, {fastnn.get_num_threads()} threads")
+    report(f"train {x_train.shape}, test {x_test.shape}, {fastnn.get_num_threads()} threads")
 
     datagen = ImageDataGenerator(rotation_range=15, width_shift_range=0.1,
                                  height_shift_range=0.1, horizontal_flip=True)
@@ -77,7 +81,7 @@ def main():
         model.to(args.device)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    model.summary()
+    model.summary(print_fn=report)
 
     start = time.perf_counter()
     history = model.fit(datagen.flow(x_train, y_train, batch_size=args.batch_size,
@@ -89,26 +93,26 @@ def main():
     loss, accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
     probs = model.predict(x_test, batch_size=256, verbose=0)
     y_true, y_pred = y_test.reshape(-1), probs.argmax(axis=1)
-    print(f"\ntraining: {train_time:.0f} s ({args.epochs} epochs, validation included), "
+    report(f"\ntraining: {train_time:.0f} s ({args.epochs} epochs, validation included), "
           f"{steps * args.batch_size / train_time:,.0f} images/s")
-    print(f"test accuracy  {accuracy:.4f}   (loss {loss:.4f})")
+    report(f"test accuracy  {accuracy:.4f}   (loss {loss:.4f})")
     classes = np.arange(len(class_names))
     for name, fn in (("precision", metrics.precision_score), ("recall", metrics.recall_score),
                      ("F1", metrics.f1_score)):
         value = fn(y_true, y_pred, labels=classes, average="macro", zero_division=0)
-        print(f"{name:<15}{value:.4f} (macro)")
+        report(f"{name:<15}{value:.4f} (macro)")
     auc = metrics.roc_auc_score(y_true, probs, multi_class="ovr", labels=classes)
-    print(f"ROC AUC        {auc:.4f} (one-vs-rest, macro)")
+    report(f"ROC AUC        {auc:.4f} (one-vs-rest, macro)")
 
     model.save(args.out + ".npz")
-    print(f"saved the model to {args.out}.npz")
-    plt = pyplot()
+    report(f"saved the model to {args.out}.npz")
+    plt = pyplot() if distributed.rank() == 0 else None
     if plt is not None:
         plot_training(plt, history.history, y_true, y_pred, probs, class_names,
                       args.out + ".png")
         plot_grad_cam(plt, model, x_test, y_true, y_pred, class_names,
                       args.out + "_gradcam.png")
-    print(f"total: {time.perf_counter() - start_all:.0f} s")
+    report(f"total: {time.perf_counter() - start_all:.0f} s")
 
 
 def pyplot():

@@ -4,6 +4,7 @@ files)."""
 import io
 import os
 import pickle
+import re
 import zipfile
 
 import numpy as np
@@ -270,7 +271,29 @@ def test_progress_is_a_callback_that_fit_adds_once(capsys):
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 3 and all(line.startswith(f"Epoch {i + 1}/3") for i, line in enumerate(out))
     assert all("loss:" in line and "lr:" not in line for line in out)
-    assert progress.samples == 48 and progress.model is model
+    assert progress.samples == 48 and progress.steps == 3 and progress.model is model
+
+
+def test_a_bidirectional_recurrent_model_saves_and_loads(tmp_path):
+    x = np.random.default_rng(1).normal(size=(8, 5, 3)).astype(np.float32)
+    model = Sequential([nn.Bidirectional(nn.LSTM(4)), nn.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam")
+    model.fit(x, np.arange(8) % 2, epochs=1, verbose=0)
+    model.save(tmp_path / "bi.npz")
+    again = load_model(tmp_path / "bi.npz")
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+
+
+def test_progress_gives_time_per_step_and_samples_not_images(capsys):
+    """Keras's line: time per step; a rate in samples (sequences are no images)."""
+    x = np.random.default_rng(0).normal(size=(40, 5, 3)).astype(np.float32)
+    y = (x.sum(axis=(1, 2)) > 0).astype(np.int64)
+    model = Sequential([nn.LSTM(4), nn.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam")
+    model.fit(x, y, epochs=1, batch_size=10, verbose=2)
+    line = capsys.readouterr().out.strip()
+    assert re.search(r"Epoch 1/1 - [\d.]+s \d+ms/step - [\d,]+ samples/s - loss: ", line), line
+    assert "img/s" not in line
 
 # ---------------------------------------------------------------- callbacks
 class FeedLogs(callbacks.Callback):

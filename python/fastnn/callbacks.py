@@ -79,7 +79,8 @@ class ProgbarLogger(Callback):
     """Prints training progress, as ``fit``'s ``verbose`` asks (Keras's
     ProgbarLogger): 1, a tqdm bar per epoch on a terminal and one line per
     epoch when the output is not a terminal; 2, one line per epoch; 0,
-    nothing. Each line gives the epoch's time, samples per second and logs.
+    nothing. Each line gives, as Keras does, the epoch's time and time per step,
+then the samples per second (images or sequences alike) and the logs.
     ``fit`` adds one unless its callbacks hold one."""
 
     def on_train_begin(self, logs=None):
@@ -89,7 +90,7 @@ class ProgbarLogger(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.perf_counter()
-        self.samples = 0
+        self.samples = self.steps = 0
         self.epoch = epoch
         if self.live:
             from tqdm.auto import tqdm
@@ -101,6 +102,7 @@ class ProgbarLogger(Callback):
         self.samples += (logs or {}).get("size", 0)
 
     def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
         if self.bar is not None:
             self.bar.update(1)
             step = batch + 1
@@ -114,19 +116,22 @@ class ProgbarLogger(Callback):
             self.bar = None
         elif self.verbose:
             elapsed = time.perf_counter() - self.start
-            print(f"Epoch {epoch + 1}/{self.params.get('epochs')} - {elapsed:.1f}s - "
-                  f"{self._rate():,.0f} img/s - {_format_logs(logs)}", flush=True)
+            print(f"Epoch {epoch + 1}/{self.params.get('epochs')} - {elapsed:.1f}s "
+                  f"{self._per_step()} - {_format_logs(logs)}", flush=True)
 
     def on_train_end(self, logs=None):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
 
-    def _rate(self):
-        return self.samples / max(time.perf_counter() - self.start, 1e-9)
+    def _per_step(self):
+        """Time per step and samples per second so far this epoch."""
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        return (f"{1e3 * elapsed / max(self.steps, 1):.0f}ms/step - "
+                f"{self.samples / elapsed:,.0f} samples/s")
 
     def _summary(self, logs):
-        return _format_logs(logs) + f" - {self._rate():,.0f} img/s"
+        return _format_logs(logs) + " - " + self._per_step()
 
 
 def _format_logs(logs):

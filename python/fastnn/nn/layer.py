@@ -66,6 +66,8 @@ class Layer(Module):
             named = [k for k, f in _ACTIVATIONS.items() if f is v]
             if named:
                 return named[0]
+            if isinstance(v, Layer):  # a wrapped layer: its own {"class_name", "config"}
+                return v.get_config()
             if hasattr(v, "get_config"):
                 return {"class_name": type(v).__name__, "config": v.get_config()}
             raise TypeError(f"{type(self).__name__}.get_config: argument {name!r} is a "
