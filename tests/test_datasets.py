@@ -242,6 +242,9 @@ def test_cifar10_allows_only_the_latin1_codec(tmp_path, no_data_dir):
         b"\x80\x02c_codecs\nlookup\nq\x00X\x05\x00\x00\x00utf-8q\x01\x85q\x02Rq\x03.",
         # a Python 3 pickle that would run a command
         pickle.dumps({b"data": Hostile(f"touch {marker}")}, protocol=2),
+        # BUILD on the allowed global: setting its attributes (say, its defaults)
+        b"\x80\x02c_codecs\nencode\nq\x00N}q\x01X\x0c\x00\x00\x00__defaults__q\x02"
+        b"X\x01\x00\x00\x00xq\x03\x85q\x04s\x86q\x05b.",
     ]
     for i, payload in enumerate(payloads):
         folder = write_folder(str(tmp_path / f"case{i}"), dict(files, test_batch=payload))

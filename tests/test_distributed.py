@@ -121,6 +121,11 @@ def test_only_rank_0_prints_progress_and_writes_files_and_ranks_stop_together(tm
     assert len((tmp_path / "log-0.csv").read_text().splitlines()) == 3  # header, 2 epochs
 
 
+def test_a_save_before_fit_or_init_is_written_by_rank_0_alone(tmp_path):
+    run_script("save_before_fit.py", tmp_path, ranks=2)
+    assert sorted(os.listdir(tmp_path)) == ["model-0.npz", "weights-0.npz"]
+
+
 # ---------------------------------------------------------------- one process
 def test_without_mpiexec_the_world_is_this_process_alone():
     distributed.init()

@@ -369,3 +369,19 @@ def test_the_example_runs_on_a_keras_cache_folder(keras_home, tmp_path):
     if importlib.util.find_spec("matplotlib") is not None:
         for picture in ("run.png", "run_gradcam.png"):
             assert (tmp_path / picture).stat().st_size > 10_000
+
+
+def test_keras_gru_defaults_to_keras3s_reset_after():
+    """Keras 3's GRU applies the reset gate after the recurrent product (bias
+    (2, 3 units)); fastnn.nn.GRU keeps the textbook form by default."""
+    from fastnn import nn
+    from fastnn.keras import layers as K
+    x = np.random.default_rng(0).normal(size=(2, 3, 4)).astype(np.float32)
+    gru = K.GRU(5)
+    gru(x)
+    assert gru.bias.shape == (2, 15) and inspect.signature(K.GRU).parameters[
+        "reset_after"].default is True
+    plain = K.GRU(5, reset_after=False)
+    plain(x)
+    assert plain.bias.shape == (15,)
+    assert inspect.signature(nn.GRU).parameters["reset_after"].default is False

@@ -439,3 +439,14 @@ def test_a_model_without_regularizers_adds_zero():
     model(fastnn.tensor(np.ones((1, 3), np.float32)))
     zero = model.regularization_loss()
     assert zero.item() == 0.0 and zero.dtype == np.float32
+
+
+@pytest.mark.parametrize("name", ["mse_loss", "binary_cross_entropy", "cross_entropy",
+                                  "sparse_categorical_crossentropy", "categorical_crossentropy"])
+def test_compile_refuses_functional_losses_whose_order_is_pytorchs(name):
+    """F's losses take (input, target); compile calls loss(y_true, y_pred)."""
+    from fastnn import functional as F
+    from fastnn.models import Sequential
+    model = Sequential([fastnn.nn.Dense(2, activation="softmax")])
+    with pytest.raises(ValueError, match="PyTorch's order"):
+        model.compile(optimizer="sgd", loss=getattr(F, name))

@@ -8,27 +8,20 @@ so by itself under ``mpiexec``, unless FASTNN_DISTRIBUTED=0); elsewhere, or
 without mpi4py, the world is this process alone and all here is a no-op.
 
 Under ``fit`` on R ranks, ``batch_size`` is the global batch: every rank
-draws the same shuffled order (the shuffle seed is broadcast from rank 0),
-takes its contiguous share of each batch (rows ``[r*B//R, (r+1)*B//R)``),
-and the gradients are averaged weighted by each rank's row count, so the
-step equals one process's step on the whole batch up to float summation
-order, the last, smaller batch included. Weights and moving statistics are
-broadcast from rank 0 at the start. The logged loss and metrics are sums
-over all ranks (per step, so every rank sees the same logs and callbacks
-decide the same); validation is split across ranks the same way. Only rank
-0 prints progress and writes files (``save``, ``save_weights``,
-``ModelCheckpoint``, ``CSVLogger``). ``ImageDataGenerator.flow`` must give
-every rank the same batches (the same ``seed=``); ``fit`` checks it.
+draws the same shuffled order (seeded from rank 0) and takes rows
+``[r*B//R, (r+1)*B//R)`` of each batch; gradients are averaged weighted by
+the rows, so a step equals one process's on the whole batch up to float
+summation order. Weights start as rank 0's; logs and validation are summed
+over ranks, so callbacks decide the same everywhere. Rank 0 alone prints
+and writes files (``save``, ``ModelCheckpoint``, ``CSVLogger``).
+``ImageDataGenerator.flow`` needs the same ``seed=`` on every rank.
 
-Randomness inside the model is each rank's own: ``Dropout`` masks are drawn
-over the rank's rows from its fastnn seed (``manual_seed(seed + rank())``
-gives independent masks), and ``BatchNormalization`` uses its share's
-statistics (rank 0's moving averages are saved). ``flow``'s augmentation is
-drawn for the global batch, as in one process.
+Randomness inside the model is each rank's own (``Dropout`` masks from its
+seed, ``BatchNormalization`` statistics of its share; rank 0's are saved);
+``flow``'s augmentation is drawn for the global batch, as in one process.
 
 An uncaught exception on any rank prints ``fastnn.distributed: rank R
-failed: ...`` and aborts the whole job (MPI_Abort) with a non-zero status,
-instead of leaving the other ranks waiting for ever.
+failed: ...`` and aborts the whole job (MPI_Abort), never a hang.
 """
 import math
 import numbers
@@ -452,16 +445,23 @@ def fit_world(model, batches, steps):
     """What ``Sequential.fit`` does differently on several ranks: the no-op
     ``LOCAL`` world in one process, else a ``_FitWorld``. Joins MPI's world
     first when started by ``mpiexec`` (unless FASTNN_DISTRIBUTED=0)."""
-    if not _initialized and _launched_size() > 1 and \
-            os.environ.get("FASTNN_DISTRIBUTED", "1") != "0":
-        init()
+    _join_if_launched()
     if _comm is None:
         return LOCAL
     return _FitWorld(model, batches, steps)
 
 
+def _join_if_launched():
+    """init() when started by mpiexec with several ranks (FASTNN_DISTRIBUTED=0: never)."""
+    if not _initialized and _launched_size() > 1 and \
+            os.environ.get("FASTNN_DISTRIBUTED", "1") != "0":
+        init()
+
+
 def writes_files():
-    """False on every rank but 0: only rank 0 saves models and logs."""
+    """False on every rank but 0: only rank 0 saves models and logs (a
+    save before fit joins the world first)."""
+    _join_if_launched()
     return rank() == 0
 
 

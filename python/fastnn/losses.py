@@ -150,6 +150,10 @@ def get(identifier):
         return _checks.lookup(_BY_NAME, identifier, "losses.get", "loss")
     if isinstance(identifier, type) and issubclass(identifier, Loss):
         return identifier()
+    if callable(identifier) and getattr(identifier, "__module__", "").startswith(F.__name__):
+        raise ValueError(f"losses.get: fastnn.functional.{identifier.__name__} takes "
+                         f"(input, target), PyTorch's order, but a compiled loss is called as "
+                         f"loss(y_true, y_pred); pass the loss's name or a fastnn.losses loss")
     if callable(identifier):
         return identifier
     raise TypeError(f"losses.get: argument 'identifier' must be a loss name or a callable, got "

@@ -162,15 +162,23 @@ _ALLOWED = {
 }
 
 
-def _latin1(text, encoding):
-    """_codecs.encode as Python 3's protocol 2 uses it for byte strings."""
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise _Refused(f"it asks for _codecs.encode with {type(text).__name__} and "
-                       f"{encoding!r}; only (str, 'latin1') is allowed")
-    return text.encode("latin-1")
+class _Latin1Encode:
+    """_codecs.encode as Python 3's protocol 2 uses it for byte strings. An
+    object without state: a file cannot change it (pickle's BUILD on it is
+    refused), so what it allows stays (str, 'latin1') alone."""
+    __slots__ = ()
+
+    def __call__(self, text, encoding):
+        if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+            raise _Refused(f"it asks for _codecs.encode with {type(text).__name__} and "
+                           f"{encoding!r}; only (str, 'latin1') is allowed")
+        return text.encode("latin-1")
+
+    def __setstate__(self, state):
+        raise _Refused("it sets attributes of _codecs.encode")
 
 
-_ALLOWED[("_codecs", "encode")] = _latin1
+_ALLOWED[("_codecs", "encode")] = _Latin1Encode()
 
 
 class _SafeUnpickler(pickle.Unpickler):

@@ -20,9 +20,18 @@ __all__ = ["Input", "InputLayer", "Layer"]
 Layer = nn.Layer
 
 
+# where Keras 3's default differs from fastnn.nn's (API.md fixes nn.GRU's)
+_KERAS_DEFAULTS = {"GRU": {"reset_after": True}}
+
+
 def _keras_class(base):
-    """A subclass of the fastnn layer class ``base`` that takes ``name``."""
+    """A subclass of the fastnn layer class ``base`` that takes ``name`` and
+    Keras 3's defaults."""
+    defaults = _KERAS_DEFAULTS.get(base.__name__, {})
+
     def __init__(self, *args, name=None, **kwargs):
+        given = signature.bind_partial(self, *args, **kwargs).arguments
+        kwargs.update({k: v for k, v in defaults.items() if k not in given})
         base.__init__(self, *args, **kwargs)
         self.name = _naming.unique(name, type(self).__name__)
         # what Sequential builds the model from, as Keras does at once
@@ -37,7 +46,8 @@ def _keras_class(base):
 
     # the base's signature plus `name`, so that saving records the real arguments
     signature = inspect.signature(base.__init__)
-    params = list(signature.parameters.values())
+    params = [p.replace(default=defaults[p.name]) if p.name in defaults else p
+              for p in signature.parameters.values()]
     keyword = inspect.Parameter("name", inspect.Parameter.KEYWORD_ONLY, default=None)
     at = next((i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD),
               len(params))

@@ -16,7 +16,7 @@ _ACTIVATIONS = {
     "relu": F.relu,
     "sigmoid": F.sigmoid,
     "tanh": F.tanh,
-    "softmax": lambda x: F.softmax(x, axis=-1),
+    "softmax": F.softmax,
     "linear": _linear,
     "elu": F.elu,
     "selu": F.selu,
