@@ -174,9 +174,10 @@ class FakeCudaModule:
         self._count("conv2d")
         return _d(_C.conv2d(_h(x), _h(w), None if b is None else _h(b), *window_and_relu))
 
-    def conv2d_backward(self, x, w, dy, *window_and_needs):
+    def conv2d_backward(self, x, w, dy, *window_and_needs, y=None):
         self._count("conv2d_backward")
-        grads = _C.conv2d_backward(_h(x), _h(w), _h(dy), *window_and_needs)
+        grads = _C.conv2d_backward(_h(x), _h(w), _h(dy), *window_and_needs,
+                                   y=None if y is None else _h(y))
         return tuple(None if g is None else _d(g) for g in grads)
 
     def _pool(self, name, *args):

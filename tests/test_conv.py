@@ -389,6 +389,54 @@ def test_f_conv2d_relu_gradient_is_masked_where_the_output_is_zero(isa, case):
         assert_within(t.grad.numpy(), want_g, tol, f"F.conv2d relu {name} vs reference")
 
 
+FUSED_MASK_CASES = [
+    (ConvCase(2, 9, 8, 3, 3, 3, 32), "direct"),  # conv1's short channel runs
+    (ConvCase(2, 9, 10, 19, 3, 3, 17, padding="same"), "direct"),
+    (ConvCase(1, 8, 8, 16, 3, 3, 33, stride=2, padding=1), "direct"),
+    (ConvCase(2, 5, 6, 24, 1, 1, 40), "direct"),  # 1x1: plain GEMMs
+    (ConvCase(2, 9, 10, 19, 3, 3, 17, padding="same"), "winograd2"),
+    (ConvCase(2, 11, 9, 8, 3, 3, 24), "winograd4"),
+]
+
+
+@pytest.mark.parametrize("case,algorithm", FUSED_MASK_CASES, ids=lambda v: str(v))
+def test_conv2d_backward_masks_dy_by_the_fused_relus_output(isa, threads, case, algorithm):
+    """conv2d_backward(..., y=relu output) is conv2d_backward of dy * (y > 0),
+    bit for bit, on every path, and that matches the float64 reference."""
+    x, w, b = case.inputs(7)
+    y = K.conv2d(x, w, b, activation="relu", algorithm=algorithm, **case.opts)
+    mask = y > 0
+    assert mask.any() and not mask.all(), "the test needs both masked and unmasked outputs"
+    dy = np.random.default_rng(8).standard_normal(y.shape).astype(np.float32)
+    masked = np.where(mask, dy, np.float32(0))
+    window = fastnn._checks.conv_window(case.stride, case.padding, case.dilation, "test")
+    for needs in [(True, True, True), (True, False, False), (False, True, False),
+                  (False, False, True)]:
+        fused = _C.conv2d_backward(x, w, dy, *window, *needs, algorithm, y=y)
+        want = _C.conv2d_backward(x, w, masked, *window, *needs, algorithm)
+        for name, got, exp in zip(("dx", "dw", "db"), fused, want):
+            if exp is None:
+                assert got is None, f"{name} returned though not asked for"
+            else:
+                assert_same_bits(got, exp, f"{algorithm} {name} with y={needs}")
+    if algorithm == "direct":  # test_winograd.py holds Winograd to its own bound
+        fused = _C.conv2d_backward(x, w, dy, *window, True, True, True, algorithm, y=y)
+        check_conv_backward(fused, x, w, masked, case.opts, f"{isa} fused mask: ")
+
+
+def test_conv2d_backward_rejects_a_bad_y():
+    x, w, _ = ConvCase(1, 5, 5, 2, 3, 3, 4).inputs()
+    dy = np.ones((1, 3, 3, 4), np.float32)
+    window = (1, 1, "valid", 0, 0, 1, 1)
+    with pytest.raises(ValueError, match="argument 'y' must have the output's shape"):
+        _C.conv2d_backward(x, w, dy, *window, True, True, True, y=np.ones((1, 3, 3, 3),
+                                                                          np.float32))
+    with pytest.raises(TypeError, match="argument 'y' must be float32"):
+        _C.conv2d_backward(x, w, dy, *window, True, True, True, y=dy.astype(np.float64))
+    with pytest.raises(TypeError, match="argument 'y' must be a float32 array or None"):
+        _C.conv2d_backward(x, w, dy, *window, True, True, True, y=[1.0])
+
+
 # ================================================================ threads
 
 DETERMINISM_CASES = [ConvCase(4, 16, 16, 32, 3, 3, 64, padding="same"),

@@ -33,11 +33,9 @@ def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None)
         return _wrap(out)
 
     def backward(g):
-        g = xp.kernel_input(g)
-        if relu:
-            g = xp.activation_backward("relu", out, g)
-        gx, gw, gb = xp.conv2d_backward(dx, dw, g, *window, x._rg, w._rg,
-                                        b is not None and b._rg)
+        # the fused ReLU's gradient (g where out > 0) is taken inside the kernel
+        gx, gw, gb = xp.conv2d_backward(dx, dw, xp.kernel_input(g), *window, x._rg, w._rg,
+                                        b is not None and b._rg, y=out if relu else None)
         return (gx, gw) if b is None else (gx, gw, gb)
     return _record(out, (x, w) if b is None else (x, w, b), backward, "Conv2dBackward")
 
