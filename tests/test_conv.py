@@ -649,6 +649,33 @@ def test_max_pool2d_forward_and_gradient_match_reference_on_every_path(isa, case
     (magnitude,) = ref.max_pool2d_backward(np.abs(dy), x, *args)
     kh, kw = _pair(case.pool_size)
     assert_within(dx, want_dx, sum_tolerance(magnitude, kh * kw), f"max_pool2d_backward on {isa}")
+    # given the forward's output, the backward routes to the same cells
+    window = fastnn._checks.pool_window(*args, "test")
+    given_y = _C.max_pool2d_backward(x, dy, *window, y=y)
+    assert_same_bits(given_y, dx, f"max_pool2d_backward(y=) on {isa}")
+
+
+def test_max_pool2d_backward_given_y_routes_nan_and_ties_as_without():
+    x = np.array([[1, 5, 5, 2], [np.nan, 0, 7, 7], [3, 3, 1, np.nan], [3, 3, np.nan, 2]],
+                 np.float32).reshape(1, 4, 4, 1)
+    y = K.max_pool2d(x, 2)
+    dy = np.array([1, 2, 3, 4], np.float32).reshape(1, 2, 2, 1)
+    want = np.array([[0, 0, 0, 0], [1, 0, 2, 0], [3, 0, 0, 4], [0, 0, 0, 0]],
+                    np.float32).reshape(1, 4, 4, 1)
+    for given in (None, y):
+        got = _C.max_pool2d_backward(x, dy, 2, 2, 2, 2, "valid", y=given)
+        assert_same_bits(got, want, f"max_pool2d_backward(y={'None' if given is None else 'y'})")
+
+
+def test_max_pool2d_backward_rejects_a_bad_y():
+    x = np.ones((1, 4, 4, 2), np.float32)
+    dy = np.ones((1, 2, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="argument 'y' must have the forward's output shape"):
+        _C.max_pool2d_backward(x, dy, 2, 2, 2, 2, "valid", y=np.ones((1, 2, 2, 1), np.float32))
+    with pytest.raises(TypeError, match="argument 'y' must be float32"):
+        _C.max_pool2d_backward(x, dy, 2, 2, 2, 2, "valid", y=dy.astype(np.float64))
+    with pytest.raises(TypeError, match="argument 'y' must be a float32 array or None"):
+        _C.max_pool2d_backward(x, dy, 2, 2, 2, 2, "valid", y=3.0)
 
 
 @pytest.mark.parametrize("case", POOL_PARAMS)

@@ -271,6 +271,8 @@ def check_pools(x, pool, stride, padding):
     terms = _C.avg_pool2d_backward(x, np.abs(dy), *args) * kh * kw  # >= the |dy| each cell adds
     got = host(G.max_pool2d_backward(X, dev(dy), *args))
     assert_close_to_terms(got, dx, terms, f"max_pool2d backward, {ctx}", factor=16.0)
+    np.testing.assert_array_equal(host(G.max_pool2d_backward(X, dev(dy), *args, y=dev(y))),
+                                  got, err_msg=f"max_pool2d backward given y, {ctx}")
 
     y = _C.avg_pool2d(x, *args)
     terms = _C.avg_pool2d(np.abs(x), *args)

@@ -52,9 +52,11 @@ def _pool(name, doc):
         out = forward(d, *window)
         if not (_mode.enabled and x._rg):
             return _wrap(out)
+        # the max pool's backward takes the forward's maxima rather than search again
+        maxima = {"y": out} if name == "max_pool2d" else {}
 
         def backward(g):
-            return (backward_kernel(d, xp.kernel_input(g), *window),)
+            return (backward_kernel(d, xp.kernel_input(g), *window, **maxima),)
         return _record(out, (x,), backward, label)
     op.__name__ = name
     op.__doc__ = doc
