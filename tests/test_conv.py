@@ -424,6 +424,27 @@ def test_conv2d_backward_masks_dy_by_the_fused_relus_output(isa, threads, case, 
         check_conv_backward(fused, x, w, masked, case.opts, f"{isa} fused mask: ")
 
 
+def test_conv2d_backward_bias_and_mask_give_the_same_bits_at_1_and_2_threads():
+    """Enough pixels that the mask-and-bias pass splits its blocks over threads."""
+    case = ConvCase(16, 34, 34, 3, 3, 3, 64)
+    x, w, b = case.inputs(9)
+    y = K.conv2d(x, w, b, activation="relu")
+    dy = np.random.default_rng(10).standard_normal(y.shape).astype(np.float32)
+    window = (1, 1, "valid", 0, 0, 1, 1)
+    runs = {}
+    for n in (1, 2):
+        with num_threads(n):
+            runs[n] = [_C.conv2d_backward(x, w, dy, *window, False, True, True, y=given)
+                       for given in (None, y)]
+    for given in range(2):
+        for name, a, b1 in zip(("dw", "db"), runs[2][given][1:], runs[1][given][1:]):
+            assert_same_bits(a, b1, f"{name} (y given: {bool(given)}) at 2 threads against 1")
+    masked = np.where(y > 0, dy, np.float32(0))
+    want_db = masked.astype(np.float64).sum(axis=(0, 1, 2))
+    magnitude = np.abs(masked).astype(np.float64).sum(axis=(0, 1, 2))
+    assert_within(runs[1][1][2], want_db, sum_tolerance(magnitude, y[..., 0].size), "masked db")
+
+
 def test_conv2d_backward_rejects_a_bad_y():
     x, w, _ = ConvCase(1, 5, 5, 2, 3, 3, 4).inputs()
     dy = np.ones((1, 3, 3, 4), np.float32)
