@@ -174,21 +174,23 @@ class FakeCudaModule:
         self._count("conv2d")
         return _d(_C.conv2d(_h(x), _h(w), None if b is None else _h(b), *window_and_relu))
 
-    def conv2d_backward(self, x, w, dy, *window_and_needs):
+    def conv2d_backward(self, x, w, dy, *window_and_needs, y=None):
         self._count("conv2d_backward")
-        grads = _C.conv2d_backward(_h(x), _h(w), _h(dy), *window_and_needs)
+        grads = _C.conv2d_backward(_h(x), _h(w), _h(dy), *window_and_needs,
+                                   y=None if y is None else _h(y))
         return tuple(None if g is None else _d(g) for g in grads)
 
-    def _pool(self, name, *args):
+    def _pool(self, name, *args, **kwargs):
         self._count(name)
         host = [_h(a) if isinstance(a, FakeDeviceArray) else a for a in args]
-        return _d(getattr(_C, name)(*host))
+        host_kw = {k: _h(a) if isinstance(a, FakeDeviceArray) else a for k, a in kwargs.items()}
+        return _d(getattr(_C, name)(*host, **host_kw))
 
     def max_pool2d(self, *args):
         return self._pool("max_pool2d", *args)
 
-    def max_pool2d_backward(self, *args):
-        return self._pool("max_pool2d_backward", *args)
+    def max_pool2d_backward(self, *args, **kwargs):
+        return self._pool("max_pool2d_backward", *args, **kwargs)
 
     def avg_pool2d(self, *args):
         return self._pool("avg_pool2d", *args)

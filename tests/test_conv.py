@@ -389,6 +389,75 @@ def test_f_conv2d_relu_gradient_is_masked_where_the_output_is_zero(isa, case):
         assert_within(t.grad.numpy(), want_g, tol, f"F.conv2d relu {name} vs reference")
 
 
+FUSED_MASK_CASES = [
+    (ConvCase(2, 9, 8, 3, 3, 3, 32), "direct"),  # conv1's short channel runs
+    (ConvCase(2, 9, 10, 19, 3, 3, 17, padding="same"), "direct"),
+    (ConvCase(1, 8, 8, 16, 3, 3, 33, stride=2, padding=1), "direct"),
+    (ConvCase(2, 5, 6, 24, 1, 1, 40), "direct"),  # 1x1: plain GEMMs
+    (ConvCase(2, 9, 10, 19, 3, 3, 17, padding="same"), "winograd2"),
+    (ConvCase(2, 11, 9, 8, 3, 3, 24), "winograd4"),
+]
+
+
+@pytest.mark.parametrize("case,algorithm", FUSED_MASK_CASES, ids=lambda v: str(v))
+def test_conv2d_backward_masks_dy_by_the_fused_relus_output(isa, threads, case, algorithm):
+    """conv2d_backward(..., y=relu output) is conv2d_backward of dy * (y > 0),
+    bit for bit, on every path, and that matches the float64 reference."""
+    x, w, b = case.inputs(7)
+    y = K.conv2d(x, w, b, activation="relu", algorithm=algorithm, **case.opts)
+    mask = y > 0
+    assert mask.any() and not mask.all(), "the test needs both masked and unmasked outputs"
+    dy = np.random.default_rng(8).standard_normal(y.shape).astype(np.float32)
+    masked = np.where(mask, dy, np.float32(0))
+    window = fastnn._checks.conv_window(case.stride, case.padding, case.dilation, "test")
+    for needs in [(True, True, True), (True, False, False), (False, True, False),
+                  (False, False, True)]:
+        fused = _C.conv2d_backward(x, w, dy, *window, *needs, algorithm, y=y)
+        want = _C.conv2d_backward(x, w, masked, *window, *needs, algorithm)
+        for name, got, exp in zip(("dx", "dw", "db"), fused, want):
+            if exp is None:
+                assert got is None, f"{name} returned though not asked for"
+            else:
+                assert_same_bits(got, exp, f"{algorithm} {name} with y={needs}")
+    if algorithm == "direct":  # test_winograd.py holds Winograd to its own bound
+        fused = _C.conv2d_backward(x, w, dy, *window, True, True, True, algorithm, y=y)
+        check_conv_backward(fused, x, w, masked, case.opts, f"{isa} fused mask: ")
+
+
+def test_conv2d_backward_bias_and_mask_give_the_same_bits_at_1_and_2_threads():
+    """Enough pixels that the mask-and-bias pass splits its blocks over threads."""
+    case = ConvCase(16, 34, 34, 3, 3, 3, 64)
+    x, w, b = case.inputs(9)
+    y = K.conv2d(x, w, b, activation="relu")
+    dy = np.random.default_rng(10).standard_normal(y.shape).astype(np.float32)
+    window = (1, 1, "valid", 0, 0, 1, 1)
+    runs = {}
+    for n in (1, 2):
+        with num_threads(n):
+            runs[n] = [_C.conv2d_backward(x, w, dy, *window, False, True, True, y=given)
+                       for given in (None, y)]
+    for given in range(2):
+        for name, a, b1 in zip(("dw", "db"), runs[2][given][1:], runs[1][given][1:]):
+            assert_same_bits(a, b1, f"{name} (y given: {bool(given)}) at 2 threads against 1")
+    masked = np.where(y > 0, dy, np.float32(0))
+    want_db = masked.astype(np.float64).sum(axis=(0, 1, 2))
+    magnitude = np.abs(masked).astype(np.float64).sum(axis=(0, 1, 2))
+    assert_within(runs[1][1][2], want_db, sum_tolerance(magnitude, y[..., 0].size), "masked db")
+
+
+def test_conv2d_backward_rejects_a_bad_y():
+    x, w, _ = ConvCase(1, 5, 5, 2, 3, 3, 4).inputs()
+    dy = np.ones((1, 3, 3, 4), np.float32)
+    window = (1, 1, "valid", 0, 0, 1, 1)
+    with pytest.raises(ValueError, match="argument 'y' must have the output's shape"):
+        _C.conv2d_backward(x, w, dy, *window, True, True, True, y=np.ones((1, 3, 3, 3),
+                                                                          np.float32))
+    with pytest.raises(TypeError, match="argument 'y' must be float32"):
+        _C.conv2d_backward(x, w, dy, *window, True, True, True, y=dy.astype(np.float64))
+    with pytest.raises(TypeError, match="argument 'y' must be a float32 array or None"):
+        _C.conv2d_backward(x, w, dy, *window, True, True, True, y=[1.0])
+
+
 # ================================================================ threads
 
 DETERMINISM_CASES = [ConvCase(4, 16, 16, 32, 3, 3, 64, padding="same"),
@@ -601,6 +670,33 @@ def test_max_pool2d_forward_and_gradient_match_reference_on_every_path(isa, case
     (magnitude,) = ref.max_pool2d_backward(np.abs(dy), x, *args)
     kh, kw = _pair(case.pool_size)
     assert_within(dx, want_dx, sum_tolerance(magnitude, kh * kw), f"max_pool2d_backward on {isa}")
+    # given the forward's output, the backward routes to the same cells
+    window = fastnn._checks.pool_window(*args, "test")
+    given_y = _C.max_pool2d_backward(x, dy, *window, y=y)
+    assert_same_bits(given_y, dx, f"max_pool2d_backward(y=) on {isa}")
+
+
+def test_max_pool2d_backward_given_y_routes_nan_and_ties_as_without():
+    x = np.array([[1, 5, 5, 2], [np.nan, 0, 7, 7], [3, 3, 1, np.nan], [3, 3, np.nan, 2]],
+                 np.float32).reshape(1, 4, 4, 1)
+    y = K.max_pool2d(x, 2)
+    dy = np.array([1, 2, 3, 4], np.float32).reshape(1, 2, 2, 1)
+    want = np.array([[0, 0, 0, 0], [1, 0, 2, 0], [3, 0, 0, 4], [0, 0, 0, 0]],
+                    np.float32).reshape(1, 4, 4, 1)
+    for given in (None, y):
+        got = _C.max_pool2d_backward(x, dy, 2, 2, 2, 2, "valid", y=given)
+        assert_same_bits(got, want, f"max_pool2d_backward(y={'None' if given is None else 'y'})")
+
+
+def test_max_pool2d_backward_rejects_a_bad_y():
+    x = np.ones((1, 4, 4, 2), np.float32)
+    dy = np.ones((1, 2, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="argument 'y' must have the forward's output shape"):
+        _C.max_pool2d_backward(x, dy, 2, 2, 2, 2, "valid", y=np.ones((1, 2, 2, 1), np.float32))
+    with pytest.raises(TypeError, match="argument 'y' must be float32"):
+        _C.max_pool2d_backward(x, dy, 2, 2, 2, 2, "valid", y=dy.astype(np.float64))
+    with pytest.raises(TypeError, match="argument 'y' must be a float32 array or None"):
+        _C.max_pool2d_backward(x, dy, 2, 2, 2, 2, "valid", y=3.0)
 
 
 @pytest.mark.parametrize("case", POOL_PARAMS)

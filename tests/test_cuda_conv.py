@@ -181,6 +181,23 @@ def test_conv2d_backward_returns_only_what_is_asked():
                 assert host(g).shape == e.shape
 
 
+def test_conv2d_backward_masks_dy_by_the_fused_relus_output():
+    """y= (the fused ReLU's output) gives the gradients of dy * (y > 0), as on the CPU."""
+    rng = np.random.default_rng(4)
+    x, wt, b = normal(rng, (2, 7, 6, 5)), normal(rng, (3, 3, 5, 8)), normal(rng, (8,))
+    geo = (1, 1, "same", 0, 0, 1, 1)
+    y = host(G.conv2d(dev(x), dev(wt), dev(b), *geo, True))
+    assert (y > 0).any() and (y == 0).any()
+    dy = normal(rng, y.shape)
+    got = G.conv2d_backward(dev(x), dev(wt), dev(dy), *geo, True, True, True, y=dev(y))
+    plain = G.conv2d_backward(dev(x), dev(wt), dev(np.where(y > 0, dy, np.float32(0))), *geo,
+                              True, True, True)
+    for g, e in zip(got, plain):
+        np.testing.assert_array_equal(host(g), host(e))
+    with pytest.raises(ValueError, match="argument 'y' must have the shape of 'dy'"):
+        G.conv2d_backward(dev(x), dev(wt), dev(dy), *geo, True, True, True, y=dev(x))
+
+
 def test_conv2d_empty_batch_and_zero_filters():
     rng = np.random.default_rng(5)
     geo = (1, 1, "same", 0, 0, 1, 1)
@@ -254,6 +271,8 @@ def check_pools(x, pool, stride, padding):
     terms = _C.avg_pool2d_backward(x, np.abs(dy), *args) * kh * kw  # >= the |dy| each cell adds
     got = host(G.max_pool2d_backward(X, dev(dy), *args))
     assert_close_to_terms(got, dx, terms, f"max_pool2d backward, {ctx}", factor=16.0)
+    np.testing.assert_array_equal(host(G.max_pool2d_backward(X, dev(dy), *args, y=dev(y))),
+                                  got, err_msg=f"max_pool2d backward given y, {ctx}")
 
     y = _C.avg_pool2d(x, *args)
     terms = _C.avg_pool2d(np.abs(x), *args)

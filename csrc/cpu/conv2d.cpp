@@ -530,6 +530,41 @@ void direct_backward_weight(const Window2d& s, int64_t F, const float* x, const 
     for (int64_t f = 0; f < F; ++f) dw[k * F + f] = dwt[f * K + k];
 }
 
+// g = dy where y > 0, else 0 (when y: the gradient through a fused ReLU),
+// and db = the column sums of g (of dy when no y; when db is not nullptr),
+// in one pass. The threads split fixed blocks of pixels, each summed in
+// order, and the blocks' sums are added in order: the same bits for any
+// thread count.
+void mask_and_bias(int64_t P, int64_t F, const float* __restrict dy, const float* __restrict y,
+                   float* __restrict g, float* __restrict db) {
+  constexpr int64_t kBlock = 256;
+  const int64_t blocks = ceil_div(P, kBlock);
+  std::vector<float> sums(db ? size_t(blocks * F) : 0, 0.0f);
+  parallel_for(blocks, threads_for(double(P * F) * 2.0, blocks), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      float* __restrict sb = db ? sums.data() + b * F : nullptr;
+      for (int64_t p = b * kBlock; p < std::min(P, (b + 1) * kBlock); ++p) {
+        const float* __restrict src = dy + p * F;
+        if (y) {
+          const float* __restrict yp = y + p * F;
+          float* __restrict gp = g + p * F;
+          for (int64_t f = 0; f < F; ++f) {  // both loads unconditional: a vector select
+            const float d = src[f];
+            gp[f] = yp[f] > 0.0f ? d : 0.0f;
+          }
+          src = gp;
+        }
+        if (sb)
+          for (int64_t f = 0; f < F; ++f) sb[f] += src[f];
+      }
+    }
+  });
+  if (!db) return;
+  std::fill(db, db + F, 0.0f);
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t f = 0; f < F; ++f) db[f] += sums[size_t(b * F + f)];
+}
+
 // A 1x1 window with stride 1 and no padding: the image is a (pixels x C)
 // matrix, and every pass a plain GEMM on the activations in place.
 bool is_pointwise(const Window2d& s) {
@@ -572,9 +607,8 @@ void conv2d_backward_data(const Window2d& s, int64_t F, const float* dy, const f
 }
 
 void conv2d_backward_weight(const Window2d& s, int64_t F, const float* x, const float* dy,
-                            float* dw, float* db, ConvAlgorithm algo) {
+                            float* dw, ConvAlgorithm algo) {
   const int64_t K = s.h.k * s.w.k * s.c, P = s.n * s.h.out * s.w.out;
-  if (db) conv2d_backward_bias(P, F, dy, db);
   if (K == 0 || F == 0) return;
   if (P == 0) {
     std::fill(dw, dw + K * F, 0.0f);
@@ -587,11 +621,19 @@ void conv2d_backward_weight(const Window2d& s, int64_t F, const float* x, const 
   direct_backward_weight(s, F, x, dy, dw);
 }
 
-void conv2d_backward_bias(int64_t P, int64_t F, const float* __restrict dy,
-                          float* __restrict db) {
-  std::fill(db, db + F, 0.0f);
-  for (int64_t p = 0; p < P; ++p)  // in pixel order: the same sum for any thread count
-    for (int64_t f = 0; f < F; ++f) db[f] += dy[p * F + f];
+void conv2d_backward(const Window2d& s, int64_t F, const float* x, const float* w,
+                     const float* dy, const float* y, float* dx, float* dw, float* db,
+                     ConvAlgorithm algo) {
+  const int64_t P = s.n * s.h.out * s.w.out;
+  if (y && (dx || dw || db)) {
+    float* g = workspace(Slot::conv_dy, checked_mul(P, F));
+    mask_and_bias(P, F, dy, y, g, db);
+    dy = g;
+  } else if (db) {
+    mask_and_bias(P, F, dy, nullptr, nullptr, db);
+  }
+  if (dx) conv2d_backward_data(s, F, dy, w, dx, algo);
+  if (dw) conv2d_backward_weight(s, F, x, dy, dw, algo);
 }
 
 void conv2d_forward_reference(const Window2d& s, int64_t F, const float* x, const float* w,

@@ -283,19 +283,27 @@ void max_pool2d_forward(const Window2d& s, const float* x, float* y) {
   });
 }
 
-// x: (N,H,W,C), dy: (N,OH,OW,C) -> dx: (N,H,W,C), overwritten
-void max_pool2d_backward(const Window2d& s, const float* x, const float* dy, float* dx) {
+// x: (N,H,W,C), y: (N,OH,OW,C) or nullptr, dy: (N,OH,OW,C) -> dx: (N,H,W,C), overwritten
+void max_pool2d_backward(const Window2d& s, const float* x, const float* y, const float* dy,
+                         float* dx) {
   const int64_t C = s.c, image_size = s.h.in * s.w.in * C;
   for_each_backward_row(s, dx, [&](int64_t n, int64_t oh, auto overwrite) {
     const float* image = x + n * image_size;
     float* dimage = dx + n * image_size;
-    const float* dyrow = dy + (n * s.h.out + oh) * s.w.out * C;
+    const int64_t row = (n * s.h.out + oh) * s.w.out * C;
+    const float* dyrow = dy + row;
     for_each_window(s, oh, [&](int64_t ow, Span hs, Span ws) {
       for_each_channel_block(C, [&](int64_t c0, auto width) {
-        // the window's maximum, as the forward finds it
-        float m[kLanes], g[kLanes];
-        set_all(m, -std::numeric_limits<float>::infinity(), width);
-        for_each_cell(s, hs, ws, [&](int64_t cell) { max_into(m, image + cell + c0, width); });
+        // the window's maximum: the forward's, or found as the forward does
+        float found[kLanes], g[kLanes];
+        const float* m = found;
+        if (y) {
+          m = y + row + ow * C + c0;
+        } else {
+          set_all(found, -std::numeric_limits<float>::infinity(), width);
+          for_each_cell(s, hs, ws,
+                        [&](int64_t cell) { max_into(found, image + cell + c0, width); });
+        }
         // the gradient goes to the first cell holding it (a NaN maximum:
         // the first NaN; no cell is NaN when the maximum is not)
         copy_from(g, dyrow + ow * C + c0, width);

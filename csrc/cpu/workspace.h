@@ -9,6 +9,7 @@ namespace fastnn {
 
 enum class Slot {
   gemm_a, gemm_b, conv_a, conv_b, conv_c, conv_pad,
+  conv_dy,  // conv2d_backward: dy masked by a fused ReLU's output
   rnn_steps, rnn_state, rnn_small,  // rnn.cpp: per-step gates or gradients, (B,T,H) states, the rest
   count
 };

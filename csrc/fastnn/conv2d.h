@@ -33,13 +33,17 @@ void conv2d_forward(const Window2d& s, int64_t F, const float* x, const float* w
 void conv2d_backward_data(const Window2d& s, int64_t F, const float* dy, const float* w,
                           float* dx, ConvAlgorithm algo = ConvAlgorithm::auto_);
 
-// x: (N,H,W,C), dy: (N,OH,OW,F) -> dw: (KH,KW,C,F) and db: (F,) (when not
-// nullptr). The sums run in a fixed order: the same bits for any thread count.
+// x: (N,H,W,C), dy: (N,OH,OW,F) -> dw: (KH,KW,C,F). The sums run in a fixed
+// order: the same bits for any thread count.
 void conv2d_backward_weight(const Window2d& s, int64_t F, const float* x, const float* dy,
-                            float* dw, float* db, ConvAlgorithm algo = ConvAlgorithm::auto_);
+                            float* dw, ConvAlgorithm algo = ConvAlgorithm::auto_);
 
-// dy: (P, F) (P = N*OH*OW pixels) -> db: (F,), its column sums.
-void conv2d_backward_bias(int64_t P, int64_t F, const float* dy, float* db);
+// The whole backward: dx, dw and db (each nullptr when not wanted) for the
+// output gradient dy. y: the forward's output when it fused a ReLU (else
+// nullptr): dy is then masked by y > 0 first, in the same pass as db's sums.
+void conv2d_backward(const Window2d& s, int64_t F, const float* x, const float* w,
+                     const float* dy, const float* y, float* dx, float* dw, float* db,
+                     ConvAlgorithm algo = ConvAlgorithm::auto_);
 
 // Plain loops, for tests: the same contracts, one thread.
 void conv2d_forward_reference(const Window2d& s, int64_t F, const float* x, const float* w,

@@ -12,7 +12,9 @@ namespace fastnn {
 void max_pool2d_forward(const Window2d& s, const float* x, float* y);
 // dx: (N,H,W,C); each window's gradient goes to its first maximum (in
 // row-major order within the window), summed where windows overlap.
-void max_pool2d_backward(const Window2d& s, const float* x, const float* dy, float* dx);
+// y: the forward's output (the maxima, not searched for again) or nullptr.
+void max_pool2d_backward(const Window2d& s, const float* x, const float* y, const float* dy,
+                         float* dx);
 // The mean of the real (unpadded) cells under each window, as Keras.
 void avg_pool2d_forward(const Window2d& s, const float* x, float* y);
 void avg_pool2d_backward(const Window2d& s, const float* dy, float* dx);

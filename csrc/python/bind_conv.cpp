@@ -119,15 +119,24 @@ void bind_conv(py::module_& m) {
   m.def("conv2d_backward", [](const py::array& x, const py::array& w, const py::array& dy,
                               int64_t sh, int64_t sw, const std::string& mode, int64_t ph,
                               int64_t pw, int64_t dh, int64_t dw, bool need_dx, bool need_dw,
-                              bool need_db, const std::string& algorithm) {
+                              bool need_db, const std::string& algorithm, const py::object& y) {
     const char* fn = "conv2d_backward";
     const ConvAlgorithm algo = algorithm_arg(algorithm, fn);
     const ConvArgs a = conv_args(x, w, sh, sw, mode, ph, pw, dh, dw, fn);
     const std::vector<py::ssize_t> want{a.s.n, a.s.h.out, a.s.w.out, a.F};
-    FASTNN_CHECK(dy.ndim() == 4 && std::equal(want.begin(), want.end(), dy.shape()), fn,
-                 ": argument 'dy' must have the output's shape (", a.s.n, ", ", a.s.h.out, ", ",
-                 a.s.w.out, ", ", a.F, "), got ", shape_str(dy));
-    const float* dyp = in_f32(dy, fn, "dy");
+    const auto output_shaped = [&](const py::array& arr, const char* name) {
+      FASTNN_CHECK(arr.ndim() == 4 && std::equal(want.begin(), want.end(), arr.shape()), fn,
+                   ": argument '", name, "' must have the output's shape (", a.s.n, ", ",
+                   a.s.h.out, ", ", a.s.w.out, ", ", a.F, "), got ", shape_str(arr));
+      return in_f32(arr, fn, name);
+    };
+    const float* dyp = output_shaped(dy, "dy");
+    const float* yp = nullptr;
+    if (!y.is_none()) {
+      if (!py::isinstance<py::array>(y))
+        throw py::type_error(str_cat(fn, ": argument 'y' must be a float32 array or None"));
+      yp = output_shaped(py::reinterpret_borrow<py::array>(y), "y");
+    }
     py::object dx = py::none(), dwt = py::none(), db = py::none();
     float *dxp = nullptr, *dwp = nullptr, *dbp = nullptr;
     if (need_dx) {
@@ -147,20 +156,15 @@ void bind_conv(py::module_& m) {
     }
     {
       py::gil_scoped_release release;
-      if (dxp) conv2d_backward_data(a.s, a.F, dyp, a.w, dxp, algo);
-      if (dwp || dbp) {
-        if (dwp) {
-          conv2d_backward_weight(a.s, a.F, a.x, dyp, dwp, dbp, algo);
-        } else {
-          conv2d_backward_bias(a.s.n * a.s.h.out * a.s.w.out, a.F, dyp, dbp);
-        }
-      }
+      conv2d_backward(a.s, a.F, a.x, a.w, dyp, yp, dxp, dwp, dbp, algo);
     }
     return py::make_tuple(dx, dwt, db);
   }, py::arg("x"), py::arg("w"), py::arg("dy"), py::arg("sh"), py::arg("sw"), py::arg("padding"),
      py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("need_dx"),
      py::arg("need_dw"), py::arg("need_db"), py::arg("algorithm") = "auto",
-     "(dx, dw, db), None where not asked for");
+     py::arg("y").none(true) = py::none(),
+     "(dx, dw, db), None where not asked for; y: conv2d's output when it fused the ReLU "
+     "(its gradient then passes where y > 0)");
 }
 
 }  // namespace fastnn

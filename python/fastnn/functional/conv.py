@@ -33,11 +33,9 @@ def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None)
         return _wrap(out)
 
     def backward(g):
-        g = xp.kernel_input(g)
-        if relu:
-            g = xp.activation_backward("relu", out, g)
-        gx, gw, gb = xp.conv2d_backward(dx, dw, g, *window, x._rg, w._rg,
-                                        b is not None and b._rg)
+        # the fused ReLU's gradient (g where out > 0) is taken inside the kernel
+        gx, gw, gb = xp.conv2d_backward(dx, dw, xp.kernel_input(g), *window, x._rg, w._rg,
+                                        b is not None and b._rg, y=out if relu else None)
         return (gx, gw) if b is None else (gx, gw, gb)
     return _record(out, (x, w) if b is None else (x, w, b), backward, "Conv2dBackward")
 
@@ -54,9 +52,11 @@ def _pool(name, doc):
         out = forward(d, *window)
         if not (_mode.enabled and x._rg):
             return _wrap(out)
+        # the max pool's backward takes the forward's maxima rather than search again
+        maxima = {"y": out} if name == "max_pool2d" else {}
 
         def backward(g):
-            return (backward_kernel(d, xp.kernel_input(g), *window),)
+            return (backward_kernel(d, xp.kernel_input(g), *window, **maxima),)
         return _record(out, (x,), backward, label)
     op.__name__ = name
     op.__doc__ = doc
