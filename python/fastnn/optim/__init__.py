@@ -47,10 +47,11 @@ def _real(value, name, fn):
     return value
 
 
-def _at_least(value, low, name, fn):
+def _at_least(value, low, name, fn, finite=True):
     value = _real(value, name, fn)
-    if not value >= low:
-        raise ValueError(f"{fn}: argument '{name}' must be >= {low}, got {value}")
+    if not value >= low or (finite and math.isinf(value)):
+        raise ValueError(f"{fn}: argument '{name}' must be >= {low}{' and finite' if finite else ''}"
+                         f", got {value}")
     return value
 
 
@@ -559,7 +560,7 @@ def clip_grad_norm(params, max_norm, norm_type=2.0, error_if_nonfinite=False):
     skipped. With error_if_nonfinite a NaN or infinite norm raises
     RuntimeError (otherwise the gradients become NaN, as in PyTorch)."""
     fn = "clip_grad_norm"
-    max_norm = _at_least(max_norm, 0.0, "max_norm", fn)
+    max_norm = _at_least(max_norm, 0.0, "max_norm", fn, finite=False)
     norm_type = _real(norm_type, "norm_type", fn)
     if not norm_type > 0:
         raise ValueError(f"{fn}: argument 'norm_type' must be > 0 (or math.inf), got {norm_type}")
@@ -589,7 +590,7 @@ def clip_grad_value(params, clip_value):
     """Clips every gradient element of ``params`` to [-clip_value, clip_value]
     in place (torch.nn.utils.clip_grad_value_)."""
     fn = "clip_grad_value"
-    v = _at_least(clip_value, 0.0, "clip_value", fn)
+    v = _at_least(clip_value, 0.0, "clip_value", fn, finite=False)
     for p in _grads(params, fn):
         g = p.grad._data
         if type(g) is np.ndarray:
