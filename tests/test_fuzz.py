@@ -135,7 +135,10 @@ def check(call, reference, ok, finite, tol_scale=None):
         assert isinstance(g, np.ndarray) and g.dtype == np.float32, (i, type(g))
         assert g.shape == np.shape(w), f"result {i}: shape {g.shape}, want {np.shape(w)}"
         if finite:
-            tol = 1e-5 * (1 + np.abs(w)) if s is None else 2e-6 * (4 + 2 * np.sqrt(s[1])) * s[0] + 1e-6
+            # s = (the result on absolute values, the length of the sums):
+            # float32 rounding as in reference/gemm.py's gemm_tolerance
+            tol = 1e-5 * (1 + np.abs(w)) if s is None else \
+                2e-6 * (4 + 2 * np.sqrt(s[1])) * s[0] + 1e-6
             err = np.abs(g.astype(np.float64) - w)
             assert np.all(err <= tol), (
                 f"result {i}: max error {np.max(err - tol, initial=0):.3g} above the tolerance")

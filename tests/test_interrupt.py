@@ -2,7 +2,6 @@
 process) during fit leaves a model that predicts, saves and resumes; a
 process killed while it saves (model.save, ModelCheckpoint) never leaves a
 torn file at the path: the file there is absent or a complete model."""
-import json
 import os
 import signal
 import subprocess
@@ -14,10 +13,9 @@ import pytest
 
 import fastnn
 from fastnn import callbacks, models, nn
-from conftest import run_python
 
 
-def _data(n=96, features=6, classes=3, seed=0):
+def _data(n=96, features=6, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, features)).astype(np.float32)
     return x, (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5)

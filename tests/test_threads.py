@@ -63,7 +63,8 @@ def _optim_work(seed):
 
     def run():
         params = [fastnn.tensor(p.copy(), requires_grad=True) for p in start]
-        opts = [optim.Adam(params[:2], lr=1e-2, weight_decay=0.01), optim.SGD(params[2:], lr=0.1, momentum=0.9)]
+        opts = [optim.Adam(params[:2], lr=1e-2, weight_decay=0.01),
+                optim.SGD(params[2:], lr=0.1, momentum=0.9)]
         for step_grads in grads:
             for p, g in zip(params, step_grads):
                 p.grad = fastnn.tensor(g)
