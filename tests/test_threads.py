@@ -120,7 +120,7 @@ def test_kernels_release_the_gil():
     running: the longest pause between its ticks stays well below the
     kernel's duration (it would be the whole duration with the GIL held)."""
     r = _rng(7)
-    x = r.normal(size=(32, 48, 48, 32)).astype(np.float32)
+    x = r.normal(size=(96, 48, 48, 32)).astype(np.float32)  # 19 GFLOP: >= 0.15 s on one core
     w = r.normal(size=(5, 5, 32, 64)).astype(np.float32)
     with num_threads(1):
         start = time.perf_counter()
