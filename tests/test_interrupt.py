@@ -78,7 +78,10 @@ def test_sigint_to_a_training_process_leaves_a_saved_resumable_model(tmp_path):
     checks the file."""
     path = tmp_path / "after-sigint.fastnn"
     code = f"""
-import sys, time
+import signal, sys, time
+# Ctrl-C as in a terminal, even where this test runs with SIGINT ignored
+# (a background job of a non-interactive shell, as CI may be)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import numpy as np
 sys.path.insert(0, {os.path.dirname(__file__)!r})
 from test_interrupt import _data, _model
