@@ -330,7 +330,8 @@ def test_a_model_without_weights_yet_gives_a_hint():
 
 
 @pytest.mark.parametrize("make,error,match", [
-    (lambda p: optim.SGD(p, lr=-1.0), ValueError, "'lr' must be >= 0"),
+    (lambda p: optim.SGD(p, lr=-1.0), ValueError, "'lr' must be a finite number >= 0"),
+    (lambda p: optim.SGD(p, lr=float("inf")), ValueError, "'lr' must be a finite number"),
     (lambda p: optim.SGD(p, lr="0.1"), TypeError, "'lr' must be a number"),
     (lambda p: optim.SGD(p, momentum=-0.1), ValueError, "'momentum'"),
     (lambda p: optim.SGD(p, nesterov=True), ValueError, "nesterov"),

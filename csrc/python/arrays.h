@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,20 @@ inline float* out_f32(py::array& x, const char* fn, const char* name) {
 
 inline std::vector<py::ssize_t> shape_of(const py::array& x) {
   return std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim());
+}
+
+// A new float32 array of this shape. A shape whose bytes do not fit 64 bits
+// is a ValueError here, before pybind11 multiplies the strides (signed
+// overflow) or NumPy is asked for the memory. Zero sizes are skipped in the
+// product: pybind11 multiplies the sizes behind each axis whatever they are.
+inline py::array_t<float> new_f32(const std::vector<py::ssize_t>& shape, const char* fn) {
+  int64_t bytes = sizeof(float);
+  for (const py::ssize_t d : shape) {
+    FASTNN_CHECK(d >= 0 && (d == 0 || bytes <= std::numeric_limits<int64_t>::max() / d), fn,
+                 ": the result would need more than 2^63 bytes (a dimension of ", d, ")");
+    if (d) bytes *= d;
+  }
+  return py::array_t<float>(shape);
 }
 
 // A new float32 array of x's shape.

@@ -45,8 +45,8 @@ ConvArgs conv_args(const py::array& x, const py::array& w, int64_t sh, int64_t s
   return a;
 }
 
-py::array_t<float> nhwc_out(const Window2d& s, int64_t channels) {
-  return py::array_t<float>(std::vector<py::ssize_t>{s.n, s.h.out, s.w.out, channels});
+py::array_t<float> nhwc_out(const Window2d& s, int64_t channels, const char* fn) {
+  return new_f32({s.n, s.h.out, s.w.out, channels}, fn);
 }
 
 const float* bias_arg(const py::object& b_obj, int64_t F, const char* fn) {
@@ -70,7 +70,7 @@ py::array conv_forward(const Forward& fwd, const char* fn, const py::array& x,
                        bool relu) {
   const ConvArgs a = conv_args(x, w, sh, sw, mode, ph, pw, dh, dw, fn);
   const float* b = bias_arg(b_obj, a.F, fn);
-  auto y = nhwc_out(a.s, a.F);
+  auto y = nhwc_out(a.s, a.F, fn);
   float* yp = y.mutable_data();
   py::gil_scoped_release release;
   fwd(a.s, a.F, a.x, a.w, b, relu, yp);

@@ -36,8 +36,9 @@ struct Matrix {
 };
 
 // A row-major, aligned float32 copy; errors (MemoryError...) propagate.
+// (np.ascontiguousarray would hand back a contiguous misaligned array as it is.)
 py::array contiguous_copy(const py::array& x) {
-  return py::module_::import("numpy").attr("ascontiguousarray")(x, "float32");
+  return py::module_::import("numpy").attr("array")(x, "float32", py::arg("order") = "C");
 }
 
 Matrix as_matrix(py::array& x, const char* fn, const char* name) {

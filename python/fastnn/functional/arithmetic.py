@@ -161,8 +161,10 @@ def linear(x, w, b=None):
     if b is not None and tuple(b._data.shape) != (n_out,):
         raise ValueError(f"linear: argument 'b' must have shape ({n_out},), got "
                          f"{tuple(b._data.shape)}")
+    if dw.dtype.kind != "f":  # integer or bool weights compute in x's float type, or float32
+        dw = dw.astype(dx.dtype if dx.dtype.kind == "f" else np.float32)
     if dx.dtype.kind != "f":
-        dx = dx.astype(dw.dtype if dw.dtype.kind == "f" else np.float32)
+        dx = dx.astype(dw.dtype)
     x_shape = tuple(dx.shape)
     rows = math.prod(x_shape[:-1])  # not -1: in may be 0
     x2 = xp.reshape(dx, (rows, x_shape[-1])) if dx.ndim != 2 else dx

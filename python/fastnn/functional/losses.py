@@ -49,6 +49,8 @@ def cross_entropy(logits, labels):
     x = _tensor(logits, "cross_entropy", "logits")
     xp = _xp("cross_entropy", x)
     d = x._data
+    if d.dtype.kind in "iub":  # integer or bool logits compute in float32
+        d = d.astype(np.float32)
     if d.ndim != 2:
         raise ValueError(f"cross_entropy: argument 'logits' must be 2-D (batch, classes), got "
                          f"shape {tuple(d.shape)}")

@@ -1,6 +1,8 @@
 """What ``fit``, ``evaluate`` and ``predict`` feed the model: batches of
 arrays or from a generator, the targets as the loss takes them, the class
 weights, and the running totals of an epoch."""
+import numbers
+
 import numpy as np
 
 from ..tensor import Tensor, tensor
@@ -72,11 +74,16 @@ def _is_array_like(x):
 def _as_array(x, name):
     if isinstance(x, Tensor):
         return x.numpy()
-    if isinstance(x, np.ndarray):
-        return x
     if isinstance(x, (list, tuple)):
-        return np.asarray(x)
-    raise TypeError(f"argument {name!r} must be a NumPy array, got {type(x).__name__}")
+        x = np.asarray(x)
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"argument {name!r} must be a NumPy array, got {type(x).__name__}")
+    # NumPy would turn None in an object array into NaN without a word
+    bad = [v for v in x.flat if not isinstance(v, numbers.Real)] if x.dtype == object else []
+    if bad:
+        raise TypeError(f"argument {name!r} must hold numbers, got {type(bad[0]).__name__} in "
+                        "an object array")
+    return x
 
 
 def _split_pair(data, name):

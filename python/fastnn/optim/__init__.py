@@ -31,8 +31,10 @@ from . import lr_scheduler
 from .optimizer import Optimizer
 
 
-def _at_least(value, low, name, fn):
-    return _checks.number(value, name, fn, low)
+def _at_least(value, low, name, fn, finite=True):
+    """A hyper-parameter >= low; finite unless asked otherwise (an infinite
+    learning rate is as wrong as NaN)."""
+    return _checks.number(value, name, fn, low, finite=finite)
 
 
 def _in_unit_interval(value, name, fn):
@@ -261,7 +263,7 @@ def clip_grad_norm(params, max_norm, norm_type=2.0, error_if_nonfinite=False):
     skipped. With error_if_nonfinite a NaN or infinite norm raises
     RuntimeError (otherwise the gradients become NaN, as in PyTorch)."""
     fn = "clip_grad_norm"
-    max_norm = _at_least(max_norm, 0.0, "max_norm", fn)
+    max_norm = _at_least(max_norm, 0.0, "max_norm", fn, finite=False)
     norm_type = _checks.number(norm_type, "norm_type", fn, 0.0, low_open=True)
     ps = _grads(params, fn)
     if not ps:
@@ -286,7 +288,7 @@ def clip_grad_value(params, clip_value):
     """Clips every gradient element of ``params`` to [-clip_value, clip_value]
     in place (torch.nn.utils.clip_grad_value_)."""
     fn = "clip_grad_value"
-    v = _at_least(clip_value, 0.0, "clip_value", fn)
+    v = _at_least(clip_value, 0.0, "clip_value", fn, finite=False)
     for p in _grads(params, fn):
         g = p.grad._data
         _set_grad(p, _backend.of(g).clip(g, -v, v))
