@@ -28,6 +28,18 @@ def search_dirs():
     return [(data_dir(), told), (keras_dir(), keras)]
 
 
+def places(path, fn):
+    """Where load_data(path) looks: the file at path (a str), or the folders
+    [(folder, its name in a message)]: path's, or search_dirs() for None."""
+    if path is None:
+        return search_dirs()
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{fn}: argument 'path' must be a str or os.PathLike, "
+                        f"got {type(path).__name__}")
+    where = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    return where if os.path.isfile(where) else [(where, where)]
+
+
 def describe(places):
     """'A (/a) and B (/b)' for a message, from search_dirs()-style pairs."""
     return " and ".join(where if told == where else f"{told} ({where})" for where, told in places)

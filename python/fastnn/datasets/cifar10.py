@@ -86,16 +86,9 @@ _HOW_TO_GET = (f"download '{ARCHIVE}' (the CIFAR-10 python version) from {URL} a
 def _find(path):
     """The archive or folder named by path, or, for path None, the first one
     found in $FASTNN_DATA (or ~/.cache/fastnn), then in Keras's cache."""
-    if path is None:
-        places = _cache.search_dirs()
-    else:
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"cifar10.load_data: argument 'path' must be a str or os.PathLike, "
-                            f"got {type(path).__name__}")
-        where = os.path.abspath(os.path.expanduser(os.fspath(path)))
-        if os.path.isfile(where):
-            return where
-        places = [(where, where)]
+    places = _cache.places(path, "cifar10.load_data")
+    if isinstance(places, str):
+        return places  # the file itself
     for where, _ in places:
         if os.path.isfile(os.path.join(where, TEST_BATCH)):
             return where  # the extracted folder itself

@@ -58,16 +58,9 @@ def load_data(path=None):
 
 
 def _find(path):
-    if path is None:
-        places = _cache.search_dirs()
-    else:
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"mnist.load_data: argument 'path' must be a str or os.PathLike, "
-                            f"got {type(path).__name__}")
-        where = os.path.abspath(os.path.expanduser(os.fspath(path)))
-        if os.path.isfile(where):
-            return where
-        places = [(where, where)]
+    places = _cache.places(path, "mnist.load_data")
+    if isinstance(places, str):
+        return places  # the file itself
     for where, _ in places:
         candidate = os.path.join(where, FILE)
         if os.path.isfile(candidate):
