@@ -49,7 +49,7 @@ inline int64_t to_int(const py::handle& item, const char* fn, const char* name) 
   const long long v = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
   if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
   FASTNN_CHECK(overflow == 0, fn, ": argument '", name, "' holds ", std::string(py::str(index)),
-               ", out of range");
+               ", too large for a 64-bit int");
   return int64_t(v);
 }
 
