@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "cpu/isa/gemm_kernels.h"
+#include "cpu/isa/pointwise_kernels.h"
 #include "fastnn/gemm.h"
 #include "cpu/winograd.h"
 #include "cpu/workspace.h"
@@ -130,19 +131,20 @@ void pack_panels(int64_t rows, int64_t cols, int64_t NR, const At& at, float* bp
     }
 }
 
-// out (pixels x cols, row stride cols) = A . B for an image of `rows` rows
-// of `width` pixels, in strips of MR pixels of one row (short_run: A's rows
-// are runs of fewer than kShortRun channels per tap). B is packed by
-// pack_panels (K rows). A strip for which window(row, x0, m) gives a base
-// pointer reads A in place, A(i, k) = base[i * rs + koff[k]] (its windows lie
-// inside the image); any other strip has its rows gathered by
-// gather(pixel, k0, kc, dst) (A[pixel, k0 : k0+kc] to dst). Then
-// epilogue(p0, m) on each finished strip of pixels [p0, p0+m) while it is in
-// cache. The threads split the strips.
-template <class Window, class Gather, class Epilogue>
+// out (pixels x cols, row stride cols) = A . B (+ bias, then ReLU when
+// relu) for an image of `rows` rows of `width` pixels, in strips of MR
+// pixels of one row (short_run: A's rows are runs of fewer than kShortRun
+// channels per tap). B is packed by pack_panels (K rows). A strip for which
+// window(row, x0, m) gives a base pointer reads A in place, A(i, k) =
+// base[i * rs + koff[k]] (its windows lie inside the image); any other strip
+// has its rows gathered by gather(pixel, k0, kc, dst) (A[pixel, k0 : k0+kc]
+// to dst). The bias and ReLU are applied as the last K block's tiles are
+// written. The threads split the strips.
+template <class Window, class Gather>
 void row_strip_gemm(const GemmKernels& kr, int64_t rows, int64_t width, int64_t K, int64_t cols,
-                    bool short_run, int64_t rs, const int64_t* koff, const Window& window, const Gather& gather,
-                    const float* bp, float* out, const Epilogue& epilogue) {
+                    bool short_run, int64_t rs, const int64_t* koff, const Window& window,
+                    const Gather& gather, const float* bp, float* out, const float* bias,
+                    bool relu) {
   const int64_t MR = kr.mr, NR = kr.nr, KC = std::min<int64_t>(kr.kc, K);
   const int64_t panels = ceil_div(cols, NR);
   // Row-aligned strips leave the last strip of each row short (a narrow
@@ -160,8 +162,11 @@ void row_strip_gemm(const GemmKernels& kr, int64_t rows, int64_t width, int64_t 
   }
   const int64_t per_row = ceil_div(width, MR), items = rows * per_row;
   const int nt = threads_for(2.0 * double(rows * width) * double(K) * double(cols), items);
-  // one gathered strip per thread, allocated here: nothing may throw in the region
+  // one gathered strip per thread, allocated here: nothing may throw in the
+  // region; a gathered strip is read through the offsets 0, 1, ..., KC-1
   float* a_all = workspace(Slot::conv_a, checked_mul(nt * MR, KC));
+  std::vector<int64_t> iota(static_cast<size_t>(KC));
+  for (int64_t k = 0; k < KC; ++k) iota[size_t(k)] = k;
   parallel_region(nt, [&](int t, int nt_actual) {
     float* a = a_all + t * MR * KC;
     const int64_t i0 = items * t / nt_actual, i1 = items * (t + 1) / nt_actual;
@@ -172,19 +177,18 @@ void row_strip_gemm(const GemmKernels& kr, int64_t rows, int64_t width, int64_t 
       for (int64_t pc = 0; pc < K; pc += KC) {
         const int64_t kc = std::min(KC, K - pc);
         const float beta = pc == 0 ? 0.0f : 1.0f;
+        const bool last = pc + kc == K;
         if (!base)
           for (int64_t i = 0; i < m; ++i) gather(p0 + i, pc, kc, a + i * kc);
         for (int64_t p = 0; p < panels; ++p) {
           const int64_t j = p * NR, n = std::min(NR, cols - j);
           const float* bj = bp + (p * K + pc) * NR;
           float* c = out + p0 * cols + j;
-          if (base)
-            kr.tile_indexed(kc, base, rs, koff + pc, bj, NR, c, cols, m, n, 1.0f, beta);
-          else
-            kr.tile_strided(kc, a, kc, 1, bj, NR, c, cols, m, n, 1.0f, beta);
+          kr.tile_indexed(kc, base ? base : a, base ? rs : kc, base ? koff + pc : iota.data(),
+                          bj, NR, c, cols, m, n, 1.0f, beta, last && bias ? bias + j : nullptr,
+                          last && relu);
         }
       }
-      epilogue(p0, m);
     }
   });
 }
@@ -261,20 +265,12 @@ void direct_forward(const Window2d& s, int64_t F, const float* x, const float* w
   const GemmKernels& kr = gemm_kernels_active();
   const int64_t P = s.n * s.h.out * s.w.out, K = s.h.k * s.w.k * s.c;
   if (P == 0 || F == 0) return;
-  // bias and ReLU on each strip of output rows as it is finished
-  auto epilogue = [&](int64_t r0, int64_t m) {
-    if (b == nullptr && !relu) return;
-    for (int64_t p = r0; p < r0 + m; ++p) {
-      float* row = y + p * F;
-      if (b)
-        for (int64_t f = 0; f < F; ++f) row[f] += b[f];
-      if (relu)
-        for (int64_t f = 0; f < F; ++f) row[f] = row[f] < 0.0f ? 0.0f : row[f];
-    }
-  };
   if (K == 0) {  // no taps (C == 0): the bias alone
-    std::fill(y, y + P * F, 0.0f);
-    epilogue(0, P);
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t f = 0; f < F; ++f) {
+        const float v = b ? b[f] : 0.0f;
+        y[p * F + f] = relu && v < 0.0f ? 0.0f : v;
+      }
     return;
   }
   float* bp = workspace(Slot::conv_b, checked_mul(K, ceil_div(F, kr.nr) * kr.nr));
@@ -296,8 +292,7 @@ void direct_forward(const Window2d& s, int64_t F, const float* x, const float* w
     return inside ? x + ((n * s.h.in + ih0) * W + iw0) * C : nullptr;
   };
   row_strip_gemm(kr, s.n * s.h.out, s.w.out, K, F, C < kShortRun, s.w.stride * C,
-                 can_be_inside ? koff.data() : nullptr, window,
-                 Im2colRow{s, x}, bp, y, epilogue);
+                 can_be_inside ? koff.data() : nullptr, window, Im2colRow{s, x}, bp, y, b, relu);
 }
 
 // dx by scattering: for a block of output pixels of one image, their
@@ -391,67 +386,131 @@ void direct_backward_data(const Window2d& s, int64_t F, const float* dy, const f
   };
   row_strip_gemm(kr, s.n * s.h.in, s.w.in, Kd, C, F < kShortRun, F,
                  can_be_inside ? koff.data() : nullptr, window,
-                 DyRow{s, F, dy}, bp, dx,
-                 [](int64_t, int64_t) {});
+                 DyRow{s, F, dy}, bp, dx, nullptr, false);
 }
 
-// dw (K x F) = sum over the output rows r of A_r (K x OW) . dy_r (OW x F),
+// The output gradient for backward_weight_by_rows, staged a group of rows
+// at a time: dy itself, masked by y > 0 when y is given (the gradient
+// through a fused ReLU). A group is one output row.
+struct DyRows {
+  const float* dy;
+  const float* y;
+  int64_t rows, OW, F;
+  int64_t groups() const { return rows; }
+  int64_t span() const { return 1; }     // output rows a group
+  int64_t width() const { return OW; }   // pixels of a row that may have a gradient
+  int64_t first(int64_t gi) const { return gi; }
+  // g (rows Fp floats a pixel) for group gi, its column sums added to sums
+  void stage(const PointwiseKernels& pk, int64_t gi, float* g, int64_t Fp, float* sums) const {
+    pk.relu_mask_rows(OW, F, y ? y + gi * OW * F : nullptr, dy + gi * OW * F, F, g, Fp, sums);
+  }
+};
+
+// The same through a max pool of kh x kw windows at stride (kh, kw) after
+// the ReLU (PoolGrad): a group is a row of windows (kh output rows); rows
+// and columns past the last window get no gradient and are left out.
+struct PooledRows {
+  const float* y;
+  PoolGrad pool;
+  int64_t N, OH, OW, F;
+  int64_t PH() const { return OH / pool.kh; }
+  int64_t PW() const { return OW / pool.kw; }
+  int64_t groups() const { return N * PH(); }
+  int64_t span() const { return pool.kh; }
+  int64_t width() const { return PW() * pool.kw; }
+  int64_t first(int64_t gi) const { return gi / PH() * OH + gi % PH() * pool.kh; }
+  void stage(const PointwiseKernels& pk, int64_t gi, float* g, int64_t Fp, float* sums) const {
+    pk.pool_relu_grad(PW(), pool.kh, pool.kw, F, y + first(gi) * OW * F, OW * F,
+                      pool.p + gi * PW() * F, pool.dp + gi * PW() * F, g, Fp, OW * Fp, sums);
+  }
+};
+
+// dw (K x F) = sum over the output rows r of A_r (K x OW) . g_r (OW x F),
 // where A_r(k, ow) is element k of the window of pixel ow of row r, read in
 // place from an image without padding (every window inside it): A_r's rows
 // are the taps at koff[k] from the row's first window, its columns the
-// pixels at stride sw*C. For short channel runs, where gathering windows
-// into panels costs as much as the arithmetic. The threads split dw's
-// tiles; each sums its tiles over the rows in order.
-void backward_weight_by_rows(const Window2d& s, int64_t F, const float* x, const float* dy,
-                             float* dw) {
+// pixels at stride sw*C. g comes from `rows` (DyRows, PooledRows), staged
+// a group of rows at a time; db (when not null) gets g's column sums in
+// the same pass. For short channel runs, where gathering windows into
+// panels costs as much as the arithmetic. The groups are cut into a fixed
+// number of blocks, set by the shape alone; the threads split the blocks,
+// and the blocks' partial sums are added in block order: the same bits for
+// any thread count.
+template <class Rows>
+void backward_weight_by_rows(const Window2d& s, int64_t F, const float* x, const Rows& rows,
+                             float* dw, float* db) {
   const GemmKernels& kr = gemm_kernels_active();
-  const int64_t C = s.c, K = s.h.k * s.w.k * C, OW = s.w.out, rows = s.n * s.h.out;
-  const int64_t MR = kr.mr, NR = kr.nr, panels = ceil_div(F, NR);
-  const int64_t items = ceil_div(K, MR) * panels;
+  const PointwiseKernels& pk = active_kernels<PointwiseKernels>();
+  const int64_t C = s.c, K = s.h.k * s.w.k * C, OW = s.w.out, groups = rows.groups();
+  const int64_t span = rows.span(), width = rows.width();
+  const int64_t MR = kr.mr, NR = kr.nr, Fp = ceil_div(F, NR) * NR;
+  if (groups == 0 || width == 0) {  // no pixel has a gradient
+    std::fill(dw, dw + K * F, 0.0f);
+    if (db) std::fill(db, db + F, 0.0f);
+    return;
+  }
   const std::vector<int64_t> koff = window_offsets(s, s.w.in);
-  const int nt = threads_for(2.0 * double(K) * double(rows * OW) * double(F), items);
-  // a last, partial panel of dy's columns is copied NR wide (B rows must
-  // hold NR readable floats)
-  const bool partial = F % NR != 0;
-  float* b_all = workspace(Slot::conv_b, partial ? checked_mul(nt * OW, NR) : 1);
+  constexpr int64_t kBlocks = 64;  // more than any thread count here needs to share evenly
+  const int64_t per_block = ceil_div(groups, kBlocks), blocks = ceil_div(groups, per_block);
+  const int64_t part = K * F + F;  // a block's dw, then its db
+  const int nt = threads_for(2.0 * double(K) * double(groups * span * width) * double(F), blocks);
+  float* parts = workspace(Slot::conv_c, checked_mul(blocks, part));
+  // g's pixels are NR-padded (B rows must hold NR readable floats)
+  const int64_t g_size = checked_mul(span * OW, Fp);
+  float* g_all = workspace(Slot::conv_b, checked_mul(nt, g_size));
   parallel_region(nt, [&](int t, int nt_actual) {
-    const int64_t i0 = items * t / nt_actual, i1 = items * (t + 1) / nt_actual;
-    float* bt = b_all + (partial ? t * OW * NR : 0);
-    bool uses_partial = false;
-    for (int64_t item = i0; item < i1; ++item) uses_partial |= item % panels == panels - 1;
-    uses_partial &= partial;
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t n = r / s.h.out, oh = r % s.h.out;
-      const float* a = x + (n * s.h.in + oh * s.h.stride) * s.w.in * C;
-      const float* dyr = dy + r * OW * F;
-      if (uses_partial) {
-        const int64_t j = (panels - 1) * NR;
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          copy_run(bt + ow * NR, dyr + ow * F + j, F - j);
-          copy_run(bt + ow * NR + F - j, nullptr, NR - (F - j));
+    float* g = g_all + t * g_size;
+    for (int64_t px = 0; px < span * OW; ++px) std::fill(g + px * Fp + F, g + (px + 1) * Fp, 0.0f);
+    for (int64_t blk = blocks * t / nt_actual; blk < blocks * (t + 1) / nt_actual; ++blk) {
+      float* dwb = parts + blk * part;
+      float* dbb = dwb + K * F;
+      std::fill(dbb, dbb + F, 0.0f);
+      const int64_t g0 = blk * per_block, g1 = std::min(groups, g0 + per_block);
+      for (int64_t gi = g0; gi < g1; ++gi) {
+        rows.stage(pk, gi, g, Fp, dbb);
+        for (int64_t i = 0; i < span; ++i) {
+          const int64_t r = rows.first(gi) + i, n = r / s.h.out, oh = r % s.h.out;
+          const float* a = x + (n * s.h.in + oh * s.h.stride) * s.w.in * C;
+          const float beta = gi == g0 && i == 0 ? 0.0f : 1.0f;
+          for (int64_t k0 = 0; k0 < K; k0 += MR)
+            for (int64_t j = 0; j < F; j += NR)
+              kr.tile_row_indexed(width, a, koff.data() + k0, s.w.stride * C, g + i * OW * Fp + j,
+                                  Fp, dwb + k0 * F + j, F, std::min(MR, K - k0),
+                                  std::min(NR, F - j), 1.0f, beta);
         }
-      }
-      for (int64_t item = i0; item < i1; ++item) {
-        const int64_t k0 = item / panels * MR, j = item % panels * NR;
-        const int64_t m = std::min(MR, K - k0), n_cols = std::min(NR, F - j);
-        const bool full = n_cols == NR;
-        kr.tile_row_indexed(OW, a, koff.data() + k0, s.w.stride * C, full ? dyr + j : bt,
-                            full ? F : NR, dw + k0 * F + j, F, m, n_cols, 1.0f,
-                            r == 0 ? 0.0f : 1.0f);
       }
     }
   });
+  // dst[0:n] = the sum over the blocks of their parts at [at, at+n), in block order
+  auto sum_blocks = [&](int64_t at, int64_t n, float* dst) {
+    std::copy(parts + at, parts + at + n, dst);
+    for (int64_t blk = 1; blk < blocks; ++blk)
+      for (int64_t e = 0; e < n; ++e) dst[e] += parts[blk * part + at + e];
+  };
+  sum_blocks(0, K * F, dw);
+  if (db) sum_blocks(K * F, F, db);
+}
+
+// The weight gradient goes by rows (backward_weight_by_rows) for short
+// channel runs on rows of at least 8 pixels.
+bool weight_by_rows(const Window2d& s) { return s.c <= kShortRun && s.w.out >= 8; }
+
+// backward_weight_by_rows on an image with padding: on a padded copy.
+template <class Rows>
+void weight_by_rows_padded(const Window2d& s, int64_t F, const float* x, const Rows& rows,
+                           float* dw, float* db) {
+  if (!has_padding(s)) return backward_weight_by_rows(s, F, x, rows, dw, db);
+  const Padded p = pad_image(s, x);
+  backward_weight_by_rows(p.s, F, p.x, rows, dw, db);
 }
 
 void direct_backward_weight(const Window2d& s, int64_t F, const float* x, const float* dy,
                             float* dw) {
   const GemmKernels& kr = gemm_kernels_active();
   const int64_t C = s.c, T = s.h.k * s.w.k, K = T * C, P = s.n * s.h.out * s.w.out;
-  if (C <= kShortRun && s.w.out >= 8) {
-    if (!has_padding(s)) return backward_weight_by_rows(s, F, x, dy, dw);
-    const Padded p = pad_image(s, x);
-    return backward_weight_by_rows(p.s, F, p.x, dy, dw);
-  }
+  if (weight_by_rows(s))
+    return weight_by_rows_padded(s, F, x, DyRows{dy, nullptr, s.n * s.h.out, s.w.out, F}, dw,
+                                 nullptr);
   // dw^T (F x K) = dy^T (F x P) . im2col(x) (P x K), over the pixels in KC
   // blocks. Each block of im2col is gathered straight into the
   // microkernel's panels (a pixel's taps are runs of C contiguous channels)
@@ -535,28 +594,16 @@ void direct_backward_weight(const Window2d& s, int64_t F, const float* x, const 
 // in one pass. The threads split fixed blocks of pixels, each summed in
 // order, and the blocks' sums are added in order: the same bits for any
 // thread count.
-void mask_and_bias(int64_t P, int64_t F, const float* __restrict dy, const float* __restrict y,
-                   float* __restrict g, float* __restrict db) {
+void mask_and_bias(int64_t P, int64_t F, const float* dy, const float* y, float* g, float* db) {
+  const PointwiseKernels& pk = active_kernels<PointwiseKernels>();
   constexpr int64_t kBlock = 256;
   const int64_t blocks = ceil_div(P, kBlock);
   std::vector<float> sums(db ? size_t(blocks * F) : 0, 0.0f);
   parallel_for(blocks, threads_for(double(P * F) * 2.0, blocks), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
-      float* __restrict sb = db ? sums.data() + b * F : nullptr;
-      for (int64_t p = b * kBlock; p < std::min(P, (b + 1) * kBlock); ++p) {
-        const float* __restrict src = dy + p * F;
-        if (y) {
-          const float* __restrict yp = y + p * F;
-          float* __restrict gp = g + p * F;
-          for (int64_t f = 0; f < F; ++f) {  // both loads unconditional: a vector select
-            const float d = src[f];
-            gp[f] = yp[f] > 0.0f ? d : 0.0f;
-          }
-          src = gp;
-        }
-        if (sb)
-          for (int64_t f = 0; f < F; ++f) sb[f] += src[f];
-      }
+      const int64_t p0 = b * kBlock, m = std::min(P, p0 + kBlock) - p0;
+      pk.relu_mask_rows(m, F, y ? y + p0 * F : nullptr, dy + p0 * F, F, y ? g + p0 * F : nullptr,
+                        F, db ? sums.data() + b * F : nullptr);
     }
   });
   if (!db) return;
@@ -624,7 +671,12 @@ void conv2d_backward_weight(const Window2d& s, int64_t F, const float* x, const 
 void conv2d_backward(const Window2d& s, int64_t F, const float* x, const float* w,
                      const float* dy, const float* y, float* dx, float* dw, float* db,
                      ConvAlgorithm algo) {
-  const int64_t P = s.n * s.h.out * s.w.out;
+  const int64_t P = s.n * s.h.out * s.w.out, K = s.h.k * s.w.k * s.c;
+  // No dx (a first layer) and a weight gradient by rows: the ReLU mask and
+  // the bias sums are taken in that pass over dy.
+  if (!dx && dw && P > 0 && K > 0 && F > 0 && !is_pointwise(s) && weight_by_rows(s) &&
+      conv_winograd_tile(s, F, ConvPass::backward_weight, algo) == 0)
+    return weight_by_rows_padded(s, F, x, DyRows{dy, y, s.n * s.h.out, s.w.out, F}, dw, db);
   if (y && (dx || dw || db)) {
     float* g = workspace(Slot::conv_dy, checked_mul(P, F));
     mask_and_bias(P, F, dy, y, g, db);
@@ -634,6 +686,44 @@ void conv2d_backward(const Window2d& s, int64_t F, const float* x, const float* 
   }
   if (dx) conv2d_backward_data(s, F, dy, w, dx, algo);
   if (dw) conv2d_backward_weight(s, F, x, dy, dw, algo);
+}
+
+void conv2d_pool_backward(const Window2d& s, int64_t F, const float* x, const float* w,
+                          const float* y, const PoolGrad& pool, float* dx, float* dw, float* db,
+                          ConvAlgorithm algo) {
+  const int64_t P = s.n * s.h.out * s.w.out, K = s.h.k * s.w.k * s.c, OW = s.w.out;
+  const PooledRows rows{y, pool, s.n, s.h.out, OW, F};
+  if (!dx && dw && P > 0 && K > 0 && F > 0 && !is_pointwise(s) && weight_by_rows(s) &&
+      conv_winograd_tile(s, F, ConvPass::backward_weight, algo) == 0)
+    return weight_by_rows_padded(s, F, x, rows, dw, db);
+  // the convolution's output gradient written out, then its backward
+  float* g = workspace(Slot::conv_dy, checked_mul(P, F));
+  const PointwiseKernels& pk = active_kernels<PointwiseKernels>();
+  const int64_t groups = rows.groups(), PH = rows.PH(), kh = pool.kh, width = rows.width();
+  constexpr int64_t kBlocks = 64;
+  const int64_t per_block = std::max<int64_t>(1, ceil_div(groups, kBlocks));
+  const int64_t blocks = ceil_div(groups, per_block);
+  std::vector<float> sums(size_t(blocks * F), 0.0f);
+  if (groups == 0) std::fill(g, g + P * F, 0.0f);
+  parallel_for(blocks, threads_for(double(P * F) * 4.0, blocks), [&](int64_t b0, int64_t b1) {
+    for (int64_t blk = b0; blk < b1; ++blk)
+      for (int64_t gi = blk * per_block; gi < std::min(groups, (blk + 1) * per_block); ++gi) {
+        float* gg = g + rows.first(gi) * OW * F;
+        pk.pool_relu_grad(rows.PW(), kh, pool.kw, F, y + rows.first(gi) * OW * F, OW * F,
+                          pool.p + gi * rows.PW() * F, pool.dp + gi * rows.PW() * F, gg, F,
+                          OW * F, sums.data() + blk * F);
+        for (int64_t a = 0; a < kh; ++a)  // columns past the last window
+          std::fill(gg + (a * OW + width) * F, gg + (a + 1) * OW * F, 0.0f);
+        if (gi % PH == PH - 1)  // rows past the image's last row of windows
+          std::fill(gg + kh * OW * F, g + (gi / PH + 1) * s.h.out * OW * F, 0.0f);
+      }
+  });
+  if (db) {
+    std::fill(db, db + F, 0.0f);
+    for (int64_t blk = 0; blk < blocks; ++blk)
+      for (int64_t f = 0; f < F; ++f) db[f] += sums[size_t(blk * F + f)];
+  }
+  if (dx || dw) conv2d_backward(s, F, x, w, g, nullptr, dx, dw, nullptr, algo);
 }
 
 void conv2d_forward_reference(const Window2d& s, int64_t F, const float* x, const float* w,

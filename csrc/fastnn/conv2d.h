@@ -45,6 +45,21 @@ void conv2d_backward(const Window2d& s, int64_t F, const float* x, const float* 
                      const float* dy, const float* y, float* dx, float* dw, float* db,
                      ConvAlgorithm algo = ConvAlgorithm::auto_);
 
+// A max pool of kh x kw windows at stride (kh, kw), without padding, on the
+// output y of a convolution with a fused ReLU: p (N, OH/kh, OW/kw, F) its
+// output, dp the gradient of p.
+struct PoolGrad {
+  int64_t kh, kw;
+  const float* p;
+  const float* dp;
+};
+// conv2d_backward of the convolution, ReLU and pool together, from dp: the
+// convolution's output gradient (each window's dp at its first maximum
+// when that is > 0, else 0) is taken in one pass over y, and not written
+// out at all when only dw and db are wanted on few input channels.
+void conv2d_pool_backward(const Window2d& s, int64_t F, const float* x, const float* w,
+                          const float* y, const PoolGrad& pool, float* dx, float* dw, float* db,
+                          ConvAlgorithm algo = ConvAlgorithm::auto_);
 // Plain loops, for tests: the same contracts, one thread.
 void conv2d_forward_reference(const Window2d& s, int64_t F, const float* x, const float* w,
                               const float* b, bool relu, float* y);

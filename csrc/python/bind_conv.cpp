@@ -45,6 +45,32 @@ ConvArgs conv_args(const py::array& x, const py::array& w, int64_t sh, int64_t s
   return a;
 }
 
+// The gradients a backward was asked for: new arrays shaped as x, w and
+// (F,), None where not asked for.
+struct Grads {
+  py::object dx_obj = py::none(), dw_obj = py::none(), db_obj = py::none();
+  float *dx = nullptr, *dw = nullptr, *db = nullptr;
+  Grads(const py::array& x, const py::array& w, int64_t F, bool need_dx, bool need_dw,
+        bool need_db) {
+    if (need_dx) {
+      auto arr = empty_like(x);
+      dx = arr.mutable_data();
+      dx_obj = arr;
+    }
+    if (need_dw) {
+      auto arr = empty_like(w);
+      dw = arr.mutable_data();
+      dw_obj = arr;
+    }
+    if (need_db) {
+      auto arr = py::array_t<float>(std::vector<py::ssize_t>{F});
+      db = arr.mutable_data();
+      db_obj = arr;
+    }
+  }
+  py::tuple tuple() const { return py::make_tuple(dx_obj, dw_obj, db_obj); }
+};
+
 py::array_t<float> nhwc_out(const Window2d& s, int64_t channels, const char* fn) {
   return new_f32({s.n, s.h.out, s.w.out, channels}, fn);
 }
@@ -137,34 +163,52 @@ void bind_conv(py::module_& m) {
         throw py::type_error(str_cat(fn, ": argument 'y' must be a float32 array or None"));
       yp = output_shaped(py::reinterpret_borrow<py::array>(y), "y");
     }
-    py::object dx = py::none(), dwt = py::none(), db = py::none();
-    float *dxp = nullptr, *dwp = nullptr, *dbp = nullptr;
-    if (need_dx) {
-      auto arr = empty_like(x);
-      dxp = arr.mutable_data();
-      dx = arr;
-    }
-    if (need_dw) {
-      auto arr = empty_like(w);
-      dwp = arr.mutable_data();
-      dwt = arr;
-    }
-    if (need_db) {
-      auto arr = py::array_t<float>(std::vector<py::ssize_t>{a.F});
-      dbp = arr.mutable_data();
-      db = arr;
-    }
+    Grads g(x, w, a.F, need_dx, need_dw, need_db);
     {
       py::gil_scoped_release release;
-      conv2d_backward(a.s, a.F, a.x, a.w, dyp, yp, dxp, dwp, dbp, algo);
+      conv2d_backward(a.s, a.F, a.x, a.w, dyp, yp, g.dx, g.dw, g.db, algo);
     }
-    return py::make_tuple(dx, dwt, db);
+    return g.tuple();
   }, py::arg("x"), py::arg("w"), py::arg("dy"), py::arg("sh"), py::arg("sw"), py::arg("padding"),
      py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("need_dx"),
      py::arg("need_dw"), py::arg("need_db"), py::arg("algorithm") = "auto",
      py::arg("y").none(true) = py::none(),
      "(dx, dw, db), None where not asked for; y: conv2d's output when it fused the ReLU "
      "(its gradient then passes where y > 0)");
+
+  m.def("_conv2d_pool_backward", [](const py::array& x, const py::array& w, const py::array& y,
+                                    const py::array& p, const py::array& dp, int64_t kh,
+                                    int64_t kw, int64_t sh, int64_t sw, const std::string& mode,
+                                    int64_t ph, int64_t pw, int64_t dh, int64_t dw, bool need_dx,
+                                    bool need_dw, bool need_db, const std::string& algorithm) {
+    const char* fn = "_conv2d_pool_backward";
+    const ConvAlgorithm algo = algorithm_arg(algorithm, fn);
+    const ConvArgs a = conv_args(x, w, sh, sw, mode, ph, pw, dh, dw, fn);
+    FASTNN_CHECK(kh >= 1 && kw >= 1, fn, ": the pool window must be at least 1x1, got ", kh, "x",
+                 kw);
+    const auto shaped = [&](const py::array& arr, const char* name, int64_t h, int64_t wd) {
+      FASTNN_CHECK(arr.ndim() == 4 && arr.shape(0) == a.s.n && arr.shape(1) == h &&
+                       arr.shape(2) == wd && arr.shape(3) == a.F,
+                   fn, ": argument '", name, "' must have shape (", a.s.n, ", ", h, ", ", wd,
+                   ", ", a.F, "), got ", shape_str(arr));
+      return in_f32(arr, fn, name);
+    };
+    const float* yp = shaped(y, "y", a.s.h.out, a.s.w.out);
+    const PoolGrad pool{kh, kw, shaped(p, "p", a.s.h.out / kh, a.s.w.out / kw),
+                        shaped(dp, "dp", a.s.h.out / kh, a.s.w.out / kw)};
+    Grads g(x, w, a.F, need_dx, need_dw, need_db);
+    {
+      py::gil_scoped_release release;
+      conv2d_pool_backward(a.s, a.F, a.x, a.w, yp, pool, g.dx, g.dw, g.db, algo);
+    }
+    return g.tuple();
+  }, py::arg("x"), py::arg("w"), py::arg("y"), py::arg("p"), py::arg("dp"), py::arg("kh"),
+     py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("padding"), py::arg("ph"),
+     py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("need_dx"), py::arg("need_dw"),
+     py::arg("need_db"), py::arg("algorithm") = "auto",
+     "conv2d_backward of a convolution with a fused ReLU (output y) followed by a max pool of "
+     "kh x kw windows at stride (kh, kw) without padding (output p), from dp, the gradient of "
+     "p: (dx, dw, db), None where not asked for");
 }
 
 }  // namespace fastnn

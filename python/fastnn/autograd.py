@@ -93,6 +93,25 @@ class Node:
         return f"<Node {self.name}>"
 
 
+class Deferred:
+    """A gradient not computed yet, offered to the node that consumes it so
+    that it can fuse the op that made it into its own backward (a max pool
+    right after a convolution with a ReLU). A node whose backward function
+    has ``takes_deferred`` set receives it as it is and reads ``kind`` and
+    ``args``; everywhere else the engine uses ``value()``."""
+    __slots__ = ("value", "kind", "args")
+
+    def __init__(self, value, kind, args):
+        self.value = value
+        self.kind = kind
+        self.args = args
+
+
+def _now(g):
+    """g, computed if it is Deferred."""
+    return g.value() if type(g) is Deferred else g
+
+
 def run_backward(root, grad, retain_graph=False):
     """Accumulates d(root)/d(leaf) * grad into ``.grad`` of every leaf that
     requires a gradient. ``grad`` is an array of root's shape."""
@@ -134,9 +153,11 @@ def run_backward(root, grad, retain_graph=False):
         out_grads = grads.pop(n)
         if n.n_outputs == 1:
             g = out_grads[0]
+            if type(g) is Deferred and not getattr(n.backward, "takes_deferred", False):
+                g = g.value()
             in_grads = n.backward(g) if g is not None else None
         elif any(g is not None for g in out_grads):
-            in_grads = n.backward(out_grads)
+            in_grads = n.backward([_now(g) for g in out_grads])
         else:
             in_grads = None
         inputs = n.inputs
@@ -150,14 +171,18 @@ def run_backward(root, grad, retain_graph=False):
             p = t._node
             if p is None:
                 if g is not None:
-                    _accumulate(t, g, adopted)
+                    _accumulate(t, _now(g), adopted)
                 continue
             if g is not None:
                 slots = grads.get(p)
                 if slots is None:
                     slots = grads[p] = [None] * p.n_outputs
                 prev = slots[t._index]
-                slots[t._index] = g if prev is None else _backend.of(g).add(prev, g)
+                if prev is None:
+                    slots[t._index] = g
+                else:
+                    prev, g = _now(prev), _now(g)
+                    slots[t._index] = _backend.of(g).add(prev, g)
             pending[p] -= 1
             if pending[p] == 0:
                 if p not in grads:

@@ -38,6 +38,22 @@ struct PointwiseKernels {
   void (*dropout)(int64_t begin, int64_t end, const float* x, float* y, uint32_t threshold,
                   float scale, uint64_t key);
   void (*axpy)(int64_t n, float alpha, const float* x, float* y);
+  // The gradient through a ReLU for rows x cols, rows ld floats apart:
+  // g = dy where y > 0, else 0 (g = dy when y is null; g rows ldg apart; g
+  // may be dy itself when ldg == ld, or null: not written); sums[j] += the
+  // column sums of g (when sums is not null), each added in row order.
+  void (*relu_mask_rows)(int64_t rows, int64_t cols, const float* y, const float* dy,
+                         int64_t ld, float* g, int64_t ldg, float* sums);
+  // A row of `windows` kh x kw max-pool windows at stride (kh, kw) over a
+  // ReLU's output y, with F channels a cell: cell (a, b) of window i at
+  // y + a * y_row + (i * kw + b) * F. p and dp: the windows' maxima and the
+  // gradient of those (windows x F). The gradient through the pool and the
+  // ReLU, g (cells g_cell floats apart, rows g_row apart): dp at each
+  // window's first cell holding its maximum when that maximum is > 0, else
+  // 0 (so NaN maxima pass nothing); sums[f] += those dp, window by window.
+  void (*pool_relu_grad)(int64_t windows, int64_t kh, int64_t kw, int64_t F, const float* y,
+                         int64_t y_row, const float* p, const float* dp, float* g,
+                         int64_t g_cell, int64_t g_row, float* sums);
 
   // The activations of pointwise_math.h's list, indexed by Activation:
   // y = f(x; param) and dx = dy * f'(x; param), through the input x.

@@ -24,6 +24,8 @@ for _name in _SAME_SIGNATURE:
     setattr(CPU, _name, staticmethod(getattr(_C, _name)))
     setattr(GPU, _name, staticmethod(_gpu.call(_name)))
 CPU.affine_warp = staticmethod(_C.affine_warp)  # augmentation runs on the host only
+# a convolution's backward through the ReLU and max pool after it, in one pass (functional.conv)
+CPU.conv2d_pool_backward = staticmethod(_C._conv2d_pool_backward)
 
 
 def of(a):

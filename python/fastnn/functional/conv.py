@@ -1,5 +1,6 @@
 """Convolution and pooling of NHWC images."""
 from .. import _checks
+from ..autograd import Deferred
 from ._plumbing import _mode, _record, _tensor, _wrap, _xp
 
 __all__ = ["avg_pool2d", "conv2d", "max_pool2d"]
@@ -33,10 +34,16 @@ def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None)
         return _wrap(out)
 
     def backward(g):
-        # the fused ReLU's gradient (g where out > 0) is taken inside the kernel
-        gx, gw, gb = xp.conv2d_backward(dx, dw, xp.kernel_input(g), *window, x._rg, w._rg,
-                                        b is not None and b._rg, y=out if relu else None)
+        need = (x._rg, w._rg, b is not None and b._rg)
+        if type(g) is Deferred:  # from the max pool right after: through both in one pass
+            p, dp, kh, kw = g.args
+            gx, gw, gb = xp.conv2d_pool_backward(dx, dw, out, p, dp, kh, kw, *window, *need)
+        else:  # the fused ReLU's gradient (g where out > 0) is taken inside the kernel
+            gx, gw, gb = xp.conv2d_backward(dx, dw, xp.kernel_input(g), *window, *need,
+                                            y=out if relu else None)
         return (gx, gw) if b is None else (gx, gw, gb)
+    # a max pool of this output may hand its gradient over unmade (max_pool2d)
+    backward.takes_deferred = relu and hasattr(xp, "conv2d_pool_backward")
     return _record(out, (x, w) if b is None else (x, w, b), backward, "Conv2dBackward")
 
 
@@ -54,9 +61,16 @@ def _pool(name, doc):
             return _wrap(out)
         # the max pool's backward takes the forward's maxima rather than search again
         maxima = {"y": out} if name == "max_pool2d" else {}
+        kh, kw, sh, sw, mode = window
+        # after a convolution with a ReLU, windows that tile the image are left to the
+        # convolution's backward (a Deferred gradient: see autograd)
+        fuse = (maxima and x._node is not None and (kh, kw) == (sh, sw) and mode == "valid"
+                and getattr(x._node.backward, "takes_deferred", False))
 
         def backward(g):
-            return (backward_kernel(d, xp.kernel_input(g), *window, **maxima),)
+            g = xp.kernel_input(g)
+            value = lambda: backward_kernel(d, g, *window, **maxima)  # noqa: E731
+            return (Deferred(value, name, (out, g, kh, kw)) if fuse else value(),)
         return _record(out, (x,), backward, label)
     op.__name__ = name
     op.__doc__ = doc

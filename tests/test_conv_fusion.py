@@ -1,0 +1,183 @@
+"""The convolution's backward through the ReLU and max pool that follow it
+in one pass: the kernel _C._conv2d_pool_backward, and the autograd ops that
+use it (F.max_pool2d hands its gradient over unmade, as an
+autograd.Deferred, to an F.conv2d(..., activation="relu") right before it).
+
+Checked against the float64 reference of the three backwards composed
+(pool, ReLU, convolution) within the float32 error model of test_conv.py,
+on every SIMD path, at 1 and 2 threads (bit-identical), and against the
+unfused autograd chain; bad arguments name themselves.
+"""
+import numpy as np
+import pytest
+
+import fastnn
+import fastnn.functional as F
+from conftest import num_threads
+from fastnn import _C
+from fastnn._backend import CPU
+from reference import conv as ref
+from test_conv import ConvCase, assert_same_bits, check_conv_backward
+
+
+def pooled_case(case, k, seed, algorithm="auto"):
+    """x, w, the ReLU convolution's output y, its k x k max pool p, a
+    gradient dp of p, and the convolution's window as _C takes it."""
+    x, w, b = case.inputs(seed)
+    w = (w / np.sqrt(case.kh * case.kw * case.c)).astype(np.float32)  # half the outputs > 0
+    window = fastnn._checks.conv_window(case.stride, case.padding, case.dilation, "test")
+    y = _C.conv2d(x, w, b, *window, True, algorithm)
+    p = _C.max_pool2d(y, k, k, k, k, "valid")
+    dp = np.random.default_rng(seed + 1).standard_normal(p.shape).astype(np.float32)
+    return x, w, y, p, dp, window
+
+
+def composed_gradient(y, p, dp, k):
+    """The convolution's output gradient: dp routed to each window's first
+    maximum (float64 reference), then masked by the ReLU (y > 0)."""
+    (dy,) = ref.max_pool2d_backward(dp.astype(np.float64), y.astype(np.float64), k, k, "valid")
+    return np.where(y > 0, dy, 0.0)
+
+
+CASES = [
+    (ConvCase(3, 32, 32, 3, 3, 3, 32), 2, "direct"),  # conv1: dw by rows, nothing written out
+    (ConvCase(2, 17, 15, 3, 3, 3, 20, padding="same"), 2, "direct"),  # odd maps, padded copy
+    (ConvCase(2, 12, 11, 5, 3, 3, 17), 3, "direct"),  # 3x3 pool, leftover row and column
+    (ConvCase(2, 15, 15, 32, 3, 3, 64), 2, "winograd4"),  # conv2: Winograd, dy written out
+    (ConvCase(2, 6, 6, 64, 3, 3, 128), 2, "auto"),  # conv3
+    (ConvCase(2, 9, 8, 24, 3, 3, 40, stride=2, padding="same"), 2, "direct"),
+]
+
+
+@pytest.mark.parametrize("case,k,algorithm", CASES, ids=str)
+def test_conv2d_pool_backward_is_the_three_backwards_composed(isa, threads, case, k, algorithm):
+    x, w, y, p, dp, window = pooled_case(case, k, 3, algorithm)
+    assert (p > 0).any() and (p <= 0).any(), "the test needs windows on both sides of the ReLU"
+    dy = composed_gradient(y, p, dp, k)
+    for needs in [(True, True, True), (False, True, True), (False, True, False),
+                  (True, False, False), (False, False, True)]:
+        got = _C._conv2d_pool_backward(x, w, y, p, dp, k, k, *window, *needs, algorithm)
+        for name, g, need in zip(("dx", "dw", "db"), got, needs):
+            assert (g is None) == (not need), f"{name}: asked for {need}, got {g is not None}"
+        if all(needs) and algorithm == "direct":  # test_winograd.py bounds Winograd's error
+            check_conv_backward(got, x, w, dy, case.opts, f"{isa} {needs} ")
+        elif all(needs):  # Winograd: against the unfused kernels, given the same dy
+            want = _C.conv2d_backward(x, w, dy.astype(np.float32), *window, True, True, True,
+                                      algorithm)
+            for name, g, exp in zip(("dx", "dw", "db"), got, want):
+                scale = np.abs(exp).max()
+                assert np.abs(g - exp).max() <= 1e-5 * scale, f"{name} against the unfused"
+
+
+@pytest.mark.parametrize("case,k,algorithm", CASES[:4], ids=str)
+def test_conv2d_pool_backward_gives_the_same_bits_at_1_and_2_threads(case, k, algorithm):
+    x, w, y, p, dp, window = pooled_case(case._replace(n=8), k, 5, algorithm)
+    runs = {}
+    for n in (1, 2):
+        with num_threads(n):
+            runs[n] = [_C._conv2d_pool_backward(x, w, y, p, dp, k, k, *window, need_dx, True,
+                                                True, algorithm) for need_dx in (True, False)]
+    for a, b in zip(runs[1], runs[2]):
+        for name, g1, g2 in zip(("dx", "dw", "db"), a, b):
+            if g1 is not None:
+                assert_same_bits(g2, g1, f"{name} at 2 threads against 1")
+
+
+def test_conv2d_pool_backward_passes_nothing_through_nan_or_non_positive_maxima():
+    case = ConvCase(1, 6, 6, 3, 3, 3, 4, bias=False)
+    x, w, y, p, dp, window = pooled_case(case, 2, 7)
+    y = np.zeros_like(y)  # every window's maximum is 0: the ReLU passes no gradient
+    y[0, 0, 0, 0] = np.nan
+    p = _C.max_pool2d(y, 2, 2, 2, 2, "valid")
+    _, dw, db = _C._conv2d_pool_backward(x, w, y, p, dp, 2, 2, *window, False, True, True)
+    assert not dw.any() and not db.any()
+
+
+def test_conv2d_pool_backward_names_a_bad_argument():
+    x, w, y, p, dp, window = pooled_case(ConvCase(1, 8, 8, 2, 3, 3, 4), 2, 9)
+    call = _C._conv2d_pool_backward
+    with pytest.raises(ValueError, match=r"argument 'p' must have shape \(1, 3, 3, 4\)"):
+        call(x, w, y, p[:, :2], dp, 2, 2, *window, True, True, True)
+    with pytest.raises(ValueError, match=r"argument 'dp' must have shape \(1, 3, 3, 4\)"):
+        call(x, w, y, p, dp[..., :3], 2, 2, *window, True, True, True)
+    with pytest.raises(ValueError, match=r"argument 'y' must have shape \(1, 6, 6, 4\)"):
+        call(x, w, y[:, 1:], p, dp, 2, 2, *window, True, True, True)
+    with pytest.raises(ValueError, match="pool window must be at least 1x1"):
+        call(x, w, y, p, dp, 0, 2, *window, True, True, True)
+    with pytest.raises(TypeError, match="argument 'dp' must be float32"):
+        call(x, w, y, p, dp.astype(np.float64), 2, 2, *window, True, True, True)
+
+
+# ================================================================ autograd
+
+@pytest.fixture
+def fused_calls(monkeypatch):
+    """Counts the calls to the fused backward."""
+    calls = []
+    kernel = CPU.conv2d_pool_backward
+
+    def counted(*args):
+        calls.append(args[5:7])
+        return kernel(*args)
+    monkeypatch.setattr(CPU, "conv2d_pool_backward", staticmethod(counted))
+    return calls
+
+
+def chain_gradients(case, pool, relu_inside, extra=None, seed=11):
+    """Gradients of sum(c * max_pool(relu(conv(x)))) [+ extra(conv output)]
+    for x, w, b, with the ReLU fused into the convolution or a separate op."""
+    x, w, b = case.inputs(seed)
+    tx, tw, tb = (fastnn.tensor(a, requires_grad=True) for a in (x, w / 5, b))
+    if relu_inside:
+        y = F.conv2d(tx, tw, tb, activation="relu", **case.opts)
+    else:
+        y = F.relu(F.conv2d(tx, tw, tb, **case.opts))
+    out = F.max_pool2d(y, *pool)
+    c = np.random.default_rng(seed).standard_normal(out.shape).astype(np.float32)
+    loss = (out * fastnn.tensor(c)).sum()
+    if extra is not None:
+        loss = loss + extra(y)
+    loss.backward()
+    return [t.grad.numpy() for t in (tx, tw, tb)]
+
+
+def assert_close(got, want, what):
+    for name, g, e in zip(("dx", "dw", "db"), got, want):
+        assert np.abs(g - e).max() <= 1e-5 * max(np.abs(e).max(), 1e-30), f"{what}: {name}"
+
+
+@pytest.mark.parametrize("case", [ConvCase(2, 12, 12, 3, 3, 3, 16),
+                                  ConvCase(2, 11, 11, 8, 3, 3, 24, padding="same")], ids=str)
+def test_f_conv_relu_max_pool_takes_the_fused_backward(case, fused_calls):
+    fused = chain_gradients(case, (2,), relu_inside=True)
+    assert fused_calls == [(2, 2)], "the pool's gradient did not reach the convolution unmade"
+    assert_close(fused, chain_gradients(case, (2,), relu_inside=False), "fused against unfused")
+    assert len(fused_calls) == 1, "a ReLU as its own op must not take the fused backward"
+
+
+@pytest.mark.parametrize("pool", [(3, 2), (2, 2, "same"), (2, 1)], ids=str)
+def test_f_pools_that_do_not_tile_the_map_are_not_fused(pool, fused_calls):
+    case = ConvCase(1, 10, 10, 3, 3, 3, 8)
+    got = chain_gradients(case, pool, relu_inside=True)
+    assert not fused_calls
+    assert_close(got, chain_gradients(case, pool, relu_inside=False), f"pool {pool}")
+
+
+def test_f_conv_output_used_twice_adds_the_pools_gradient_made(fused_calls):
+    """The convolution's output feeds the pool and a second op: the two
+    gradients are added, so the pool's is computed first."""
+    case = ConvCase(2, 10, 10, 3, 3, 3, 8)
+    extra = lambda y: (y * y).sum()  # noqa: E731
+    got = chain_gradients(case, (2,), relu_inside=True, extra=extra)
+    assert not fused_calls
+    assert_close(got, chain_gradients(case, (2,), relu_inside=False, extra=extra), "used twice")
+
+
+def test_f_pool_of_a_leaf_or_a_plain_convolution_gives_its_gradient(fused_calls):
+    x = fastnn.tensor(np.random.default_rng(2).standard_normal((1, 4, 4, 2)).astype(np.float32),
+                      requires_grad=True)
+    F.max_pool2d(x, 2).sum().backward()
+    want = _C.max_pool2d_backward(x.numpy(), np.ones((1, 2, 2, 2), np.float32), 2, 2, 2, 2,
+                                  "valid")
+    assert_same_bits(x.grad.numpy(), want, "pool of a leaf")
+    assert not fused_calls
