@@ -131,37 +131,23 @@ void pack_panels(int64_t rows, int64_t cols, int64_t NR, const At& at, float* bp
     }
 }
 
-// out (pixels x cols, row stride cols) = A . B (+ bias, then ReLU when
-// relu) for an image of `rows` rows of `width` pixels, in strips of MR
-// pixels of one row (short_run: A's rows are runs of fewer than kShortRun
-// channels per tap). B is packed by pack_panels (K rows). A strip for which
-// window(row, x0, m) gives a base pointer reads A in place, A(i, k) =
-// base[i * rs + koff[k]] (its windows lie inside the image); any other strip
-// has its rows gathered by gather(pixel, k0, kc, dst) (A[pixel, k0 : k0+kc]
-// to dst). The bias and ReLU are applied as the last K block's tiles are
-// written. The threads split the strips.
-template <class Window, class Gather>
-void row_strip_gemm(const GemmKernels& kr, int64_t rows, int64_t width, int64_t K, int64_t cols,
-                    bool short_run, int64_t rs, const int64_t* koff, const Window& window,
-                    const Gather& gather, const float* bp, float* out, const float* bias,
-                    bool relu) {
+// out (P x cols, row stride cols) = A . B (+ bias, then ReLU when relu),
+// in strips of MR consecutive rows (output pixels, across the image's rows
+// and images). B is packed by pack_panels (K rows). A strip for which
+// offsets(p0, m, roff) returns true reads A in place, A(i, k) =
+// src[roff[i] + koff[k]] (its windows lie inside the image; koff null: never);
+// any other strip has its rows gathered by gather(pixel, k0, kc, dst)
+// (A[pixel, k0 : k0+kc] to dst). The bias and ReLU are applied as the last
+// K block's tiles are written. The threads split the strips.
+template <class Offsets, class Gather>
+void strip_gemm(const GemmKernels& kr, int64_t P, int64_t K, int64_t cols, const float* src,
+                const int64_t* koff, const Offsets& offsets, const Gather& gather,
+                const float* bp, float* out, const float* bias, bool relu) {
   const int64_t MR = kr.mr, NR = kr.nr, KC = std::min<int64_t>(kr.kc, K);
-  const int64_t panels = ceil_div(cols, NR);
-  // Row-aligned strips leave the last strip of each row short (a narrow
-  // image wastes much of the register tile) and only help when a row holds
-  // interior strips. Otherwise the image is treated as one long row of
-  // gathered full strips, unless its elements come in runs too short to
-  // gather at the speed of the arithmetic (K / kShortRun of them or fewer
-  // per tap: the first layers).
-  const int64_t short_rows = width % MR == 0 ? 0 : MR - width % MR;
-  const bool aligned = koff != nullptr && (4 * short_rows * rows <= rows * width ||
-                                           (width >= MR && short_run));
-  if (!aligned) {
-    width *= rows;
-    rows = 1;
-  }
-  const int64_t per_row = ceil_div(width, MR), items = rows * per_row;
-  const int nt = threads_for(2.0 * double(rows * width) * double(K) * double(cols), items);
+  constexpr int64_t kMaxMR = 32;
+  FASTNN_CHECK(MR <= kMaxMR, "conv2d: register tiles of ", MR, " rows");
+  const int64_t panels = ceil_div(cols, NR), items = ceil_div(P, MR);
+  const int nt = threads_for(2.0 * double(P) * double(K) * double(cols), items);
   // one gathered strip per thread, allocated here: nothing may throw in the
   // region; a gathered strip is read through the offsets 0, 1, ..., KC-1
   float* a_all = workspace(Slot::conv_a, checked_mul(nt * MR, KC));
@@ -169,24 +155,25 @@ void row_strip_gemm(const GemmKernels& kr, int64_t rows, int64_t width, int64_t 
   for (int64_t k = 0; k < KC; ++k) iota[size_t(k)] = k;
   parallel_region(nt, [&](int t, int nt_actual) {
     float* a = a_all + t * MR * KC;
-    const int64_t i0 = items * t / nt_actual, i1 = items * (t + 1) / nt_actual;
-    for (int64_t item = i0; item < i1; ++item) {
-      const int64_t row = item / per_row, x0 = item % per_row * MR;
-      const int64_t m = std::min(MR, width - x0), p0 = row * width + x0;
-      const float* base = aligned ? window(row, x0, m) : nullptr;
+    int64_t roff[kMaxMR], goff[kMaxMR];
+    for (int64_t item = items * t / nt_actual; item < items * (t + 1) / nt_actual; ++item) {
+      const int64_t p0 = item * MR, m = std::min(MR, P - p0);
+      const bool in_place = koff != nullptr && offsets(p0, m, roff);
       for (int64_t pc = 0; pc < K; pc += KC) {
         const int64_t kc = std::min(KC, K - pc);
         const float beta = pc == 0 ? 0.0f : 1.0f;
         const bool last = pc + kc == K;
-        if (!base)
-          for (int64_t i = 0; i < m; ++i) gather(p0 + i, pc, kc, a + i * kc);
+        if (!in_place)
+          for (int64_t i = 0; i < m; ++i) {
+            gather(p0 + i, pc, kc, a + i * kc);
+            goff[i] = i * kc;
+          }
         for (int64_t p = 0; p < panels; ++p) {
           const int64_t j = p * NR, n = std::min(NR, cols - j);
-          const float* bj = bp + (p * K + pc) * NR;
-          float* c = out + p0 * cols + j;
-          kr.tile_indexed(kc, base ? base : a, base ? rs : kc, base ? koff + pc : iota.data(),
-                          bj, NR, c, cols, m, n, 1.0f, beta, last && bias ? bias + j : nullptr,
-                          last && relu);
+          kr.tile_indexed(kc, in_place ? src : a, in_place ? roff : goff,
+                          in_place ? koff + pc : iota.data(), bp + (p * K + pc) * NR, NR,
+                          out + p0 * cols + j, cols, m, n, 1.0f, beta,
+                          last && bias ? bias + j : nullptr, last && relu);
         }
       }
     }
@@ -257,8 +244,10 @@ struct DyRow {
 
 void direct_forward(const Window2d& s, int64_t F, const float* x, const float* w, const float* b,
                     bool relu, float* y) {
-  if (s.c < kShortRun && has_padding(s) && s.n * s.h.out * s.w.out * F > 0 &&
-      s.h.out * s.w.out >= 64) {
+  // With padding, strips near the border would be gathered (with short
+  // channel runs, slowly; on small maps, most strips): the image padded once
+  // costs less.
+  if (has_padding(s) && s.n * s.h.out * s.w.out * F > 0 && s.h.out * s.w.out >= 64) {
     const Padded p = pad_image(s, x);
     return direct_forward(p.s, F, p.x, w, b, relu, y);
   }
@@ -275,24 +264,29 @@ void direct_forward(const Window2d& s, int64_t F, const float* x, const float* w
   }
   float* bp = workspace(Slot::conv_b, checked_mul(K, ceil_div(F, kr.nr) * kr.nr));
   pack_panels(K, F, kr.nr, [&](int64_t k, int64_t f) { return w[k * F + f]; }, bp);
-  // in place: pixel i of a strip at i * stride * C, tap element k = (t, c)
-  // at koff[k]
-  const int64_t C = s.c, W = s.w.in;
+  // in place: tap element k = (t, c) of a window at koff[k] from its first cell
+  const int64_t C = s.c, H = s.h.in, W = s.w.in, OH = s.h.out, OW = s.w.out;
   const int64_t reach_h = (s.h.k - 1) * s.h.dilation, reach_w = (s.w.k - 1) * s.w.dilation;
   // a window wider than the image is never inside it (and its offsets
   // need not fit in 64 bits)
-  const bool can_be_inside = reach_h < s.h.in && reach_w < W;
+  const bool can_be_inside = reach_h < H && reach_w < W;
   const std::vector<int64_t> koff = can_be_inside ? window_offsets(s, W) : std::vector<int64_t>();
-  auto window = [&](int64_t row, int64_t ow0, int64_t m) -> const float* {
-    if (!can_be_inside) return nullptr;
-    const int64_t n = row / s.h.out, oh = row % s.h.out;
-    const int64_t ih0 = oh * s.h.stride - s.h.pad_before, iw0 = ow0 * s.w.stride - s.w.pad_before;
-    const bool inside = ih0 >= 0 && ih0 + reach_h < s.h.in && iw0 >= 0 &&
-                        iw0 + (m - 1) * s.w.stride + reach_w < W;
-    return inside ? x + ((n * s.h.in + ih0) * W + iw0) * C : nullptr;
+  // the first cells of the windows of output pixels p0 ... p0+m-1, while all lie inside
+  auto offsets = [&](int64_t p0, int64_t m, int64_t* roff) {
+    int64_t n = p0 / (OH * OW), oh = p0 / OW % OH, ow = p0 % OW;
+    for (int64_t i = 0; i < m; ++i) {
+      const int64_t ih0 = oh * s.h.stride - s.h.pad_before, iw0 = ow * s.w.stride - s.w.pad_before;
+      if (ih0 < 0 || ih0 + reach_h >= H || iw0 < 0 || iw0 + reach_w >= W) return false;
+      roff[i] = ((n * H + ih0) * W + iw0) * C;
+      if (++ow == OW) {
+        ow = 0;
+        if (++oh == OH) oh = 0, ++n;
+      }
+    }
+    return true;
   };
-  row_strip_gemm(kr, s.n * s.h.out, s.w.out, K, F, C < kShortRun, s.w.stride * C,
-                 can_be_inside ? koff.data() : nullptr, window, Im2colRow{s, x}, bp, y, b, relu);
+  strip_gemm(kr, P, K, F, x, can_be_inside ? koff.data() : nullptr, offsets, Im2colRow{s, x}, bp,
+             y, b, relu);
 }
 
 // dx by scattering: for a block of output pixels of one image, their
@@ -366,27 +360,30 @@ void direct_backward_data(const Window2d& s, int64_t F, const float* dy, const f
               bp);
   // With stride 1, input pixel (ih, iw) takes tap (kh, kw) from output pixel
   // (ih + pad - kh*dh, iw + pad - kw*dw): a strip whose taps all land in dy
-  // reads it in place (pixel i at i * F, element (t, f) at koff[k]).
-  const int64_t OW = s.w.out;
+  // reads it in place (element (t, f) at koff[k] from the pixel's origin).
+  const int64_t H = s.h.in, W = s.w.in, OH = s.h.out, OW = s.w.out;
   const int64_t reach_h = (s.h.k - 1) * s.h.dilation, reach_w = (s.w.k - 1) * s.w.dilation;
-  const bool can_be_inside =
-      s.h.stride == 1 && s.w.stride == 1 && reach_h < s.h.out && reach_w < OW;
+  const bool can_be_inside = reach_h < OH && reach_w < OW;
   std::vector<int64_t> koff(static_cast<size_t>(Kd));
   for (int64_t k = 0; can_be_inside && k < Kd; ++k) {
     const int64_t t = k / F;
     koff[size_t(k)] = -(t / s.w.k * s.h.dilation * OW + t % s.w.k * s.w.dilation) * F + k % F;
   }
-  auto window = [&](int64_t row, int64_t iw0, int64_t m) -> const float* {
-    if (!can_be_inside) return nullptr;
-    const int64_t n = row / s.h.in, oh0 = row % s.h.in + s.h.pad_before;
-    const int64_t ow0 = iw0 + s.w.pad_before;
-    const bool inside = oh0 - reach_h >= 0 && oh0 < s.h.out && ow0 - reach_w >= 0 &&
-                        ow0 + m - 1 < OW;
-    return inside ? dy + ((n * s.h.out + oh0) * OW + ow0) * F : nullptr;
+  auto offsets = [&](int64_t q0, int64_t m, int64_t* roff) {
+    int64_t n = q0 / (H * W), ih = q0 / W % H, iw = q0 % W;
+    for (int64_t i = 0; i < m; ++i) {
+      const int64_t oh0 = ih + s.h.pad_before, ow0 = iw + s.w.pad_before;
+      if (oh0 - reach_h < 0 || oh0 >= OH || ow0 - reach_w < 0 || ow0 >= OW) return false;
+      roff[i] = ((n * OH + oh0) * OW + ow0) * F;
+      if (++iw == W) {
+        iw = 0;
+        if (++ih == H) ih = 0, ++n;
+      }
+    }
+    return true;
   };
-  row_strip_gemm(kr, s.n * s.h.in, s.w.in, Kd, C, F < kShortRun, F,
-                 can_be_inside ? koff.data() : nullptr, window,
-                 DyRow{s, F, dy}, bp, dx, nullptr, false);
+  strip_gemm(kr, Q, Kd, C, dy, can_be_inside ? koff.data() : nullptr, offsets, DyRow{s, F, dy},
+             bp, dx, nullptr, false);
 }
 
 // The output gradient for backward_weight_by_rows, staged a group of rows

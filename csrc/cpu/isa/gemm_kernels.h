@@ -33,11 +33,11 @@ struct GemmKernels {
   void (*tile_strided)(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
                        int64_t b_rs, float* c, int64_t ldc, int64_t m, int64_t n, float alpha,
                        float beta);
-  // The same with A's element (i, k) at a[i*a_rs + koff[k]]: a convolution
+  // The same with A's element (i, k) at a[roff[i] + koff[k]]: a convolution
   // reading the windows of MR output pixels straight from its image. Its
   // epilogue, fused into the write of C: then + bias[j] (when bias is not
   // null; n readable floats), then max(., 0) when relu.
-  void (*tile_indexed)(int64_t kc, const float* a, int64_t a_rs, const int64_t* koff,
+  void (*tile_indexed)(int64_t kc, const float* a, const int64_t* roff, const int64_t* koff,
                        const float* b, int64_t b_rs, float* c, int64_t ldc, int64_t m, int64_t n,
                        float alpha, float beta, const float* bias, bool relu);
 
