@@ -181,3 +181,140 @@ def test_f_pool_of_a_leaf_or_a_plain_convolution_gives_its_gradient(fused_calls)
                                   "valid")
     assert_same_bits(x.grad.numpy(), want, "pool of a leaf")
     assert not fused_calls
+
+
+# ================================================================ the fused forward
+
+def maxima_places(y, k):
+    """The index (row-major in the window) of each k x k window's first
+    maximum, as the forward must give it (the first NaN where there is one)."""
+    n, h, w, f = y.shape
+    win = y[:, :h // k * k, :w // k * k].reshape(n, h // k, k, w // k, k, f)
+    win = win.transpose(0, 1, 3, 2, 4, 5).reshape(n, h // k, w // k, k * k, f)
+    nan = np.isnan(win)
+    first_nan = np.argmax(nan, axis=3)
+    return np.where(nan.any(axis=3), first_nan, np.argmax(np.where(nan, -np.inf, win), axis=3))
+
+
+@pytest.mark.parametrize("case,k,algorithm", CASES, ids=str)
+def test_conv2d_relu_max_pool_is_the_pool_of_the_relu_convolution(isa, threads, case, k,
+                                                                   algorithm):
+    x, w, y, p, dp, window = pooled_case(case, k, 13, algorithm)
+    b = np.random.default_rng(14).standard_normal(case.f).astype(np.float32)
+    y = _C.conv2d(x, w, b, *window, True, algorithm)
+    want = _C.max_pool2d(y, k, k, k, k, "valid")
+    got, arg = _C._conv2d_relu_max_pool(x, w, b, *window, k, k, algorithm)
+    assert_same_bits(got, want, f"{isa} pooled output")
+    assert arg.dtype == np.uint8 and np.array_equal(arg, maxima_places(y, k)), "arg"
+    for need_dx in (True, False):  # arg stands for y in the backward, bit for bit
+        by_y = _C._conv2d_pool_backward(x, w, y, got, dp, k, k, *window, need_dx, True, True,
+                                        algorithm)
+        by_arg = _C._conv2d_pool_backward(x, w, None, got, dp, k, k, *window, need_dx, True,
+                                          True, algorithm, arg=arg)
+        for name, a, g in zip(("dx", "dw", "db"), by_y, by_arg):
+            if a is not None:
+                assert_same_bits(g, a, f"{isa} {name} from arg")
+
+
+def test_conv2d_relu_max_pool_gives_nan_maxima_and_the_first_nan():
+    case = ConvCase(1, 6, 6, 1, 1, 1, 3, bias=False)  # 1x1: y is x times w
+    x, _, _ = case.inputs(3)
+    w = np.ones((1, 1, 1, 3), np.float32)
+    x[0, 1, 1, 0] = np.nan  # the last cell of the first window
+    x[0, 0, 2, 0] = x[0, 1, 2, 0] = np.nan  # two cells of the second
+    window = (1, 1, "valid", 0, 0, 1, 1)
+    p, arg = _C._conv2d_relu_max_pool(x, w, None, *window, 2, 2, "direct")
+    assert np.isnan(p[0, 0, :2]).all() and not np.isnan(p[0, 0, 2]).any()
+    assert (arg[0, 0, 0] == 3).all() and (arg[0, 0, 1] == 0).all()
+
+
+def test_conv2d_relu_max_pool_gives_the_same_bits_at_1_and_2_threads():
+    case = ConvCase(8, 32, 32, 3, 3, 3, 32)
+    x, w, _, _, _, window = pooled_case(case, 2, 15)
+    runs = {}
+    for n in (1, 2):
+        with num_threads(n):
+            runs[n] = _C._conv2d_relu_max_pool(x, w, None, *window, 2, 2)
+    assert_same_bits(runs[2][0], runs[1][0], "p at 2 threads against 1")
+    assert np.array_equal(runs[2][1], runs[1][1]), "arg at 2 threads against 1"
+
+
+def test_conv2d_relu_max_pool_names_a_bad_argument():
+    x, w, y, p, dp, window = pooled_case(ConvCase(1, 8, 8, 2, 3, 3, 4), 2, 9)
+    with pytest.raises(ValueError, match="pool window 7x7 does not fit"):
+        _C._conv2d_relu_max_pool(x, w, None, *window, 7, 7)
+    _, arg = _C._conv2d_relu_max_pool(x, w, None, *window, 2, 2)
+    call = _C._conv2d_pool_backward
+    with pytest.raises(TypeError, match="argument 'arg' must be a uint8 array"):
+        call(x, w, None, p, dp, 2, 2, *window, True, True, True, arg=arg.astype(np.int32))
+    with pytest.raises(ValueError, match="argument 'arg' must be C-contiguous and of p's shape"):
+        call(x, w, None, p, dp, 2, 2, *window, True, True, True, arg=arg[:, :2])
+    with pytest.raises(TypeError, match="argument 'y' must be a float32 array when 'arg' is None"):
+        call(x, w, None, p, dp, 2, 2, *window, True, True, True)
+
+
+# ================================================================ Sequential
+
+@pytest.fixture
+def fused_forwards(monkeypatch):
+    calls = []
+    kernel = CPU.conv2d_relu_max_pool
+
+    def counted(*args):
+        calls.append(args[-2:])
+        return kernel(*args)
+    monkeypatch.setattr(CPU, "conv2d_relu_max_pool", staticmethod(counted))
+    return calls
+
+
+def sequential_gradients(layers, x, fused):
+    """Output and parameter gradients of Sequential(layers) on x, with the
+    layers run together where they can be (fused) or one by one."""
+    model = fastnn.nn.Sequential(layers)
+    if fused:
+        out = model(fastnn.tensor(x))
+    else:
+        out = fastnn.tensor(x)
+        for layer in layers:
+            out = layer(out)
+    c = np.random.default_rng(5).standard_normal(out.shape).astype(np.float32)
+    for p in model.parameters():
+        p.grad = None
+    (out * fastnn.tensor(c)).sum().backward()
+    return out.numpy(), [p.grad.numpy() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("padding,pool", [("valid", 2), ("same", 2), ("valid", 3)])
+def test_sequential_runs_conv_relu_and_max_pool_as_one_op(padding, pool, fused_forwards):
+    from fastnn.nn import Conv2D, Dense, Flatten, MaxPooling2D
+    layers = [Conv2D(8, 3, activation="relu", padding=padding), MaxPooling2D(pool),
+              Conv2D(16, 3, activation="relu"), MaxPooling2D(2), Flatten(), Dense(5)]
+    x = np.random.default_rng(6).standard_normal((3, 17, 16, 3)).astype(np.float32)
+    sequential_gradients(layers, x, fused=False)  # builds the weights
+    fused_forwards.clear()
+    out, grads = sequential_gradients(layers, x, fused=True)
+    assert fused_forwards == [(pool, pool), (2, 2)]
+    want_out, want_grads = sequential_gradients(layers, x, fused=False)
+    assert_same_bits(out, want_out, "output")
+    for g, want in zip(grads, want_grads):
+        assert np.abs(g - want).max() <= 1e-5 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("layers", [
+    lambda nn: [nn.Conv2D(4, 3), nn.MaxPooling2D(2)],  # no ReLU
+    lambda nn: [nn.Conv2D(4, 3, activation="relu"), nn.MaxPooling2D(3, strides=2)],
+    lambda nn: [nn.Conv2D(4, 3, activation="relu"), nn.MaxPooling2D(2, padding="same")],
+    lambda nn: [nn.Conv2D(4, 3, activation="relu"), nn.AveragePooling2D(2)],
+    lambda nn: [nn.Conv2D(4, 3, activation="relu"), nn.MaxPooling2D(8)],  # larger than the map
+], ids=["linear", "overlapping", "same", "average", "too large"])
+def test_sequential_runs_other_pairs_one_by_one(layers, fused_forwards):
+    layers = layers(fastnn.nn)
+    x = np.random.default_rng(7).standard_normal((2, 9, 9, 2)).astype(np.float32)
+    if isinstance(layers[1], fastnn.nn.MaxPooling2D) and layers[1].pool_size == (8, 8):
+        with pytest.raises(ValueError, match="window spans 8 cells"):
+            fastnn.nn.Sequential(layers)(fastnn.tensor(x))
+    else:
+        out = fastnn.nn.Sequential(layers)(fastnn.tensor(x)).numpy()
+        want = layers[1](layers[0](fastnn.tensor(x))).numpy()
+        assert_same_bits(out, want, "output")
+    assert not fused_forwards

@@ -20,6 +20,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <numeric>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/isa/gemm_kernels.h"
@@ -131,6 +133,9 @@ void pack_panels(int64_t rows, int64_t cols, int64_t NR, const At& at, float* bp
     }
 }
 
+// No hook: strip_gemm writes its strips to out.
+struct NoHook {};
+
 // out (P x cols, row stride cols) = A . B (+ bias, then ReLU when relu),
 // in strips of MR consecutive rows (output pixels, across the image's rows
 // and images). B is packed by pack_panels (K rows). A strip for which
@@ -139,43 +144,58 @@ void pack_panels(int64_t rows, int64_t cols, int64_t NR, const At& at, float* bp
 // any other strip has its rows gathered by gather(pixel, k0, kc, dst)
 // (A[pixel, k0 : k0+kc] to dst). The bias and ReLU are applied as the last
 // K block's tiles are written. The threads split the strips.
-template <class Offsets, class Gather>
+// With a hook (hook.rows, a multiple of MR): groups of hook.rows rows are
+// written to a scratch (rows x cols, in L1) instead, and hook(p0, m, rows)
+// takes each group from there (out is not used).
+template <class Offsets, class Gather, class Hook = NoHook>
 void strip_gemm(const GemmKernels& kr, int64_t P, int64_t K, int64_t cols, const float* src,
                 const int64_t* koff, const Offsets& offsets, const Gather& gather,
-                const float* bp, float* out, const float* bias, bool relu) {
+                const float* bp, float* out, const float* bias, bool relu,
+                const Hook& hook = Hook()) {
+  constexpr bool hooked = !std::is_same<Hook, NoHook>::value;
   const int64_t MR = kr.mr, NR = kr.nr, KC = std::min<int64_t>(kr.kc, K);
+  int64_t G = MR;  // rows an item
+  if constexpr (hooked) G = hook.rows;
   constexpr int64_t kMaxMR = 32;
-  FASTNN_CHECK(MR <= kMaxMR, "conv2d: register tiles of ", MR, " rows");
-  const int64_t panels = ceil_div(cols, NR), items = ceil_div(P, MR);
+  FASTNN_CHECK(MR <= kMaxMR && G % MR == 0, "conv2d: register tiles of ", MR, " rows");
+  const int64_t panels = ceil_div(cols, NR), items = ceil_div(P, G);
   const int nt = threads_for(2.0 * double(P) * double(K) * double(cols), items);
-  // one gathered strip per thread, allocated here: nothing may throw in the
-  // region; a gathered strip is read through the offsets 0, 1, ..., KC-1
-  float* a_all = workspace(Slot::conv_a, checked_mul(nt * MR, KC));
+  // one gathered strip and one scratch group per thread, allocated here:
+  // nothing may throw in the region; a gathered strip is read through the
+  // offsets 0, 1, ..., KC-1
+  const int64_t per_thread = MR * KC + (hooked ? G * cols : 0);
+  float* a_all = workspace(Slot::conv_a, checked_mul(nt, per_thread));
   std::vector<int64_t> iota(static_cast<size_t>(KC));
   for (int64_t k = 0; k < KC; ++k) iota[size_t(k)] = k;
   parallel_region(nt, [&](int t, int nt_actual) {
-    float* a = a_all + t * MR * KC;
+    float* a = a_all + t * per_thread;
+    float* scratch = a + MR * KC;
     int64_t roff[kMaxMR], goff[kMaxMR];
     for (int64_t item = items * t / nt_actual; item < items * (t + 1) / nt_actual; ++item) {
-      const int64_t p0 = item * MR, m = std::min(MR, P - p0);
-      const bool in_place = koff != nullptr && offsets(p0, m, roff);
-      for (int64_t pc = 0; pc < K; pc += KC) {
-        const int64_t kc = std::min(KC, K - pc);
-        const float beta = pc == 0 ? 0.0f : 1.0f;
-        const bool last = pc + kc == K;
-        if (!in_place)
-          for (int64_t i = 0; i < m; ++i) {
-            gather(p0 + i, pc, kc, a + i * kc);
-            goff[i] = i * kc;
+      const int64_t g0 = item * G, gm = std::min(G, P - g0);
+      for (int64_t p0 = g0; p0 < g0 + gm; p0 += MR) {
+        const int64_t m = std::min(MR, g0 + gm - p0);
+        float* dst = hooked ? scratch + (p0 - g0) * cols : out + p0 * cols;
+        const bool in_place = koff != nullptr && offsets(p0, m, roff);
+        for (int64_t pc = 0; pc < K; pc += KC) {
+          const int64_t kc = std::min(KC, K - pc);
+          const float beta = pc == 0 ? 0.0f : 1.0f;
+          const bool last = pc + kc == K;
+          if (!in_place)
+            for (int64_t i = 0; i < m; ++i) {
+              gather(p0 + i, pc, kc, a + i * kc);
+              goff[i] = i * kc;
+            }
+          for (int64_t p = 0; p < panels; ++p) {
+            const int64_t j = p * NR, n = std::min(NR, cols - j);
+            kr.tile_indexed(kc, in_place ? src : a, in_place ? roff : goff,
+                            in_place ? koff + pc : iota.data(), bp + (p * K + pc) * NR, NR,
+                            dst + j, cols, m, n, 1.0f, beta, last && bias ? bias + j : nullptr,
+                            last && relu);
           }
-        for (int64_t p = 0; p < panels; ++p) {
-          const int64_t j = p * NR, n = std::min(NR, cols - j);
-          kr.tile_indexed(kc, in_place ? src : a, in_place ? roff : goff,
-                          in_place ? koff + pc : iota.data(), bp + (p * K + pc) * NR, NR,
-                          out + p0 * cols + j, cols, m, n, 1.0f, beta,
-                          last && bias ? bias + j : nullptr, last && relu);
         }
       }
+      if constexpr (hooked) hook(g0, gm, scratch);
     }
   });
 }
@@ -242,51 +262,111 @@ struct DyRow {
   }
 };
 
+// Where a fused max pool puts its results (conv2d_relu_pool_forward).
+struct PoolOut {
+  int64_t kh, kw;
+  float* p;
+  uint8_t* arg;
+};
+
+// With a pool: the output pixels are taken window by window (a window's
+// kh*kw cells in row-major order, the windows in the pool's order; rows and
+// columns past the last window are not computed), and each group of whole
+// windows is pooled from the scratch the tiles wrote: y is not written.
 void direct_forward(const Window2d& s, int64_t F, const float* x, const float* w, const float* b,
-                    bool relu, float* y) {
+                    bool relu, float* y, const PoolOut* pool = nullptr) {
   // With padding, strips near the border would be gathered (with short
   // channel runs, slowly; on small maps, most strips): the image padded once
   // costs less.
   if (has_padding(s) && s.n * s.h.out * s.w.out * F > 0 && s.h.out * s.w.out >= 64) {
     const Padded p = pad_image(s, x);
-    return direct_forward(p.s, F, p.x, w, b, relu, y);
+    return direct_forward(p.s, F, p.x, w, b, relu, y, pool);
   }
   const GemmKernels& kr = gemm_kernels_active();
-  const int64_t P = s.n * s.h.out * s.w.out, K = s.h.k * s.w.k * s.c;
+  const int64_t C = s.c, H = s.h.in, W = s.w.in, OH = s.h.out, OW = s.w.out;
+  const int64_t K = s.h.k * s.w.k * C;
+  const int64_t cells = pool ? pool->kh * pool->kw : 1;
+  const int64_t PH = pool ? OH / pool->kh : OH, PW = pool ? OW / pool->kw : OW;
+  const int64_t P = s.n * PH * PW * cells;  // the pixels computed
   if (P == 0 || F == 0) return;
   if (K == 0) {  // no taps (C == 0): the bias alone
-    for (int64_t p = 0; p < P; ++p)
+    const int64_t rows = pool ? P / cells : P;
+    float* out = pool ? pool->p : y;
+    for (int64_t p = 0; p < rows; ++p)
       for (int64_t f = 0; f < F; ++f) {
         const float v = b ? b[f] : 0.0f;
-        y[p * F + f] = relu && v < 0.0f ? 0.0f : v;
+        out[p * F + f] = relu && v < 0.0f ? 0.0f : v;
       }
+    if (pool) std::fill(pool->arg, pool->arg + rows * F, uint8_t(0));
     return;
   }
   float* bp = workspace(Slot::conv_b, checked_mul(K, ceil_div(F, kr.nr) * kr.nr));
   pack_panels(K, F, kr.nr, [&](int64_t k, int64_t f) { return w[k * F + f]; }, bp);
   // in place: tap element k = (t, c) of a window at koff[k] from its first cell
-  const int64_t C = s.c, H = s.h.in, W = s.w.in, OH = s.h.out, OW = s.w.out;
   const int64_t reach_h = (s.h.k - 1) * s.h.dilation, reach_w = (s.w.k - 1) * s.w.dilation;
   // a window wider than the image is never inside it (and its offsets
   // need not fit in 64 bits)
   const bool can_be_inside = reach_h < H && reach_w < W;
   const std::vector<int64_t> koff = can_be_inside ? window_offsets(s, W) : std::vector<int64_t>();
-  // the first cells of the windows of output pixels p0 ... p0+m-1, while all lie inside
+  // computed pixel v: cell (a, b) of pool window (ph, pw) of image n, output
+  // pixel (ph * kh + a, pw * kw + b); counted up without divisions
+  const int64_t kh = pool ? pool->kh : 1, kw = pool ? pool->kw : 1;
+  struct Pixel {
+    int64_t n, ph, pw, a, b;
+  };
+  auto pixel = [&](int64_t v) -> Pixel {
+    const int64_t win = v / cells, j = v % cells;
+    return {win / (PH * PW), win / PW % PH, win % PW, j / kw, j % kw};
+  };
+  auto next = [&](Pixel& q) {
+    if (++q.b < kw) return;
+    q.b = 0;
+    if (++q.a < kh) return;
+    q.a = 0;
+    if (++q.pw < PW) return;
+    q.pw = 0;
+    if (++q.ph < PH) return;
+    q.ph = 0;
+    ++q.n;
+  };
+  // the first cells of the windows of computed pixels p0 ... p0+m-1, while all lie inside
   auto offsets = [&](int64_t p0, int64_t m, int64_t* roff) {
-    int64_t n = p0 / (OH * OW), oh = p0 / OW % OH, ow = p0 % OW;
-    for (int64_t i = 0; i < m; ++i) {
-      const int64_t ih0 = oh * s.h.stride - s.h.pad_before, iw0 = ow * s.w.stride - s.w.pad_before;
+    Pixel q = pixel(p0);
+    for (int64_t i = 0; i < m; ++i, next(q)) {
+      const int64_t ih0 = (q.ph * kh + q.a) * s.h.stride - s.h.pad_before;
+      const int64_t iw0 = (q.pw * kw + q.b) * s.w.stride - s.w.pad_before;
       if (ih0 < 0 || ih0 + reach_h >= H || iw0 < 0 || iw0 + reach_w >= W) return false;
-      roff[i] = ((n * H + ih0) * W + iw0) * C;
-      if (++ow == OW) {
-        ow = 0;
-        if (++oh == OH) oh = 0, ++n;
-      }
+      roff[i] = ((q.n * H + ih0) * W + iw0) * C;
     }
     return true;
   };
-  strip_gemm(kr, P, K, F, x, can_be_inside ? koff.data() : nullptr, offsets, Im2colRow{s, x}, bp,
-             y, b, relu);
+  const Im2colRow im2col{s, x};
+  if (!pool)
+    return strip_gemm(kr, P, K, F, x, can_be_inside ? koff.data() : nullptr, offsets, im2col, bp,
+                      y, b, relu);
+  auto gather = [&](int64_t v, int64_t k0, int64_t kc, float* dst) {
+    const Pixel q = pixel(v);
+    im2col((q.n * OH + q.ph * kh + q.a) * OW + q.pw * kw + q.b, k0, kc, dst);
+  };
+  const PointwiseKernels& pk = active_kernels<PointwiseKernels>();
+  std::vector<int64_t> coff(static_cast<size_t>(cells));
+  for (int64_t j = 0; j < cells; ++j) coff[size_t(j)] = j * F;
+  struct Hook {
+    int64_t rows;
+    const PointwiseKernels& pk;
+    int64_t cells, F;
+    const int64_t* coff;
+    const PoolOut& out;
+    void operator()(int64_t g0, int64_t m, const float* scratch) const {
+      const int64_t w0 = g0 / cells;
+      pk.max_pool_groups(m / cells, cells, F, scratch, cells * F, coff, out.p + w0 * F,
+                         out.arg + w0 * F);
+    }
+  };
+  // groups of whole windows, whole register tiles
+  const int64_t rows = std::lcm(int64_t(kr.mr), cells);
+  strip_gemm(kr, P, K, F, x, can_be_inside ? koff.data() : nullptr, offsets, gather, bp, nullptr,
+             b, relu, Hook{rows, pk, cells, F, coff.data(), *pool});
 }
 
 // dx by scattering: for a block of output pixels of one image, their
@@ -417,8 +497,18 @@ struct PooledRows {
   int64_t width() const { return PW() * pool.kw; }
   int64_t first(int64_t gi) const { return gi / PH() * OH + gi % PH() * pool.kh; }
   void stage(const PointwiseKernels& pk, int64_t gi, float* g, int64_t Fp, float* sums) const {
-    pk.pool_relu_grad(PW(), pool.kh, pool.kw, F, y + first(gi) * OW * F, OW * F,
-                      pool.p + gi * PW() * F, pool.dp + gi * PW() * F, g, Fp, OW * Fp, sums);
+    write(pk, gi, g, Fp, OW * Fp, sums);
+  }
+  // g for group gi, cells g_cell floats apart, rows g_row apart
+  void write(const PointwiseKernels& pk, int64_t gi, float* g, int64_t g_cell, int64_t g_row,
+             float* sums) const {
+    const int64_t at = gi * PW() * F;
+    if (pool.arg)
+      pk.pool_arg_grad(PW(), pool.kh, pool.kw, F, pool.arg + at, pool.p + at, pool.dp + at, g,
+                       g_cell, g_row, sums);
+    else
+      pk.pool_relu_grad(PW(), pool.kh, pool.kw, F, y + first(gi) * OW * F, OW * F, pool.p + at,
+                        pool.dp + at, g, g_cell, g_row, sums);
   }
 };
 
@@ -706,9 +796,7 @@ void conv2d_pool_backward(const Window2d& s, int64_t F, const float* x, const fl
     for (int64_t blk = b0; blk < b1; ++blk)
       for (int64_t gi = blk * per_block; gi < std::min(groups, (blk + 1) * per_block); ++gi) {
         float* gg = g + rows.first(gi) * OW * F;
-        pk.pool_relu_grad(rows.PW(), kh, pool.kw, F, y + rows.first(gi) * OW * F, OW * F,
-                          pool.p + gi * rows.PW() * F, pool.dp + gi * rows.PW() * F, gg, F,
-                          OW * F, sums.data() + blk * F);
+        rows.write(pk, gi, gg, F, OW * F, sums.data() + blk * F);
         for (int64_t a = 0; a < kh; ++a)  // columns past the last window
           std::fill(gg + (a * OW + width) * F, gg + (a + 1) * OW * F, 0.0f);
         if (gi % PH == PH - 1)  // rows past the image's last row of windows
@@ -721,6 +809,27 @@ void conv2d_pool_backward(const Window2d& s, int64_t F, const float* x, const fl
       for (int64_t f = 0; f < F; ++f) db[f] += sums[size_t(blk * F + f)];
   }
   if (dx || dw) conv2d_backward(s, F, x, w, g, nullptr, dx, dw, nullptr, algo);
+}
+
+void conv2d_relu_pool_forward(const Window2d& s, int64_t F, const float* x, const float* w,
+                              const float* b, int64_t kh, int64_t kw, float* p, uint8_t* arg,
+                              ConvAlgorithm algo) {
+  const PoolOut out{kh, kw, p, arg};
+  if (conv_winograd_tile(s, F, ConvPass::forward, algo) == 0)
+    return direct_forward(s, F, x, w, b, true, nullptr, &out);
+  // Winograd: its output in a scratch, then pooled
+  const PointwiseKernels& pk = active_kernels<PointwiseKernels>();
+  const int64_t OH = s.h.out, OW = s.w.out, PH = OH / kh, PW = OW / kw, rows = s.n * PH;
+  float* y = workspace(Slot::conv_dy, checked_mul(checked_mul(s.n * OH, OW), F));
+  conv2d_forward(s, F, x, w, b, true, y, algo);
+  std::vector<int64_t> coff(static_cast<size_t>(kh * kw));
+  for (int64_t j = 0; j < kh * kw; ++j) coff[size_t(j)] = (j / kw * OW + j % kw) * F;
+  parallel_for(rows, threads_for(double(rows * PW * kh * kw * F) * 2.0, rows),
+               [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      pk.max_pool_groups(PW, kh * kw, F, y + (r / PH * OH + r % PH * kh) * OW * F, kw * F,
+                         coff.data(), p + r * PW * F, arg + r * PW * F);
+  });
 }
 
 void conv2d_forward_reference(const Window2d& s, int64_t F, const float* x, const float* w,

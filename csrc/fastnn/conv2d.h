@@ -52,6 +52,9 @@ struct PoolGrad {
   int64_t kh, kw;
   const float* p;
   const float* dp;
+  // when not null, the index of each window's first maximum
+  // (conv2d_relu_pool_forward): y is then not read (and may be null)
+  const uint8_t* arg = nullptr;
 };
 // conv2d_backward of the convolution, ReLU and pool together, from dp: the
 // convolution's output gradient (each window's dp at its first maximum
@@ -60,6 +63,15 @@ struct PoolGrad {
 void conv2d_pool_backward(const Window2d& s, int64_t F, const float* x, const float* w,
                           const float* y, const PoolGrad& pool, float* dx, float* dw, float* db,
                           ConvAlgorithm algo = ConvAlgorithm::auto_);
+// conv2d_forward with a fused ReLU followed by a max pool of kh x kw
+// windows at stride (kh, kw) without padding: p (N, OH/kh, OW/kw, F) the
+// pool's output, arg (the same shape) the index of each window's first
+// maximum (row-major in the window; of the first NaN) for
+// conv2d_pool_backward. On the direct path the convolution's output is
+// pooled from the register tiles' scratch and never written out.
+void conv2d_relu_pool_forward(const Window2d& s, int64_t F, const float* x, const float* w,
+                              const float* b, int64_t kh, int64_t kw, float* p, uint8_t* arg,
+                              ConvAlgorithm algo = ConvAlgorithm::auto_);
 // Plain loops, for tests: the same contracts, one thread.
 void conv2d_forward_reference(const Window2d& s, int64_t F, const float* x, const float* w,
                               const float* b, bool relu, float* y);

@@ -176,11 +176,41 @@ void bind_conv(py::module_& m) {
      "(dx, dw, db), None where not asked for; y: conv2d's output when it fused the ReLU "
      "(its gradient then passes where y > 0)");
 
-  m.def("_conv2d_pool_backward", [](const py::array& x, const py::array& w, const py::array& y,
+  m.def("_conv2d_relu_max_pool", [](const py::array& x, const py::array& w,
+                                    const py::object& b_obj, int64_t sh, int64_t sw,
+                                    const std::string& mode, int64_t ph, int64_t pw, int64_t dh,
+                                    int64_t dw, int64_t kh, int64_t kw,
+                                    const std::string& algorithm) {
+    const char* fn = "_conv2d_relu_max_pool";
+    const ConvAlgorithm algo = algorithm_arg(algorithm, fn);
+    const ConvArgs a = conv_args(x, w, sh, sw, mode, ph, pw, dh, dw, fn);
+    const float* bp = bias_arg(b_obj, a.F, fn);
+    FASTNN_CHECK(kh >= 1 && kw >= 1 && kh * kw <= 255, fn,
+                 ": the pool window must be 1x1 to 255 cells, got ", kh, "x", kw);
+    FASTNN_CHECK(a.s.h.out >= kh && a.s.w.out >= kw, fn, ": the pool window ", kh, "x", kw,
+                 " does not fit the convolution's output of ", a.s.h.out, "x", a.s.w.out);
+    const std::vector<py::ssize_t> shape{a.s.n, a.s.h.out / kh, a.s.w.out / kw, a.F};
+    auto p = new_f32(shape, fn);
+    auto arg = py::array_t<uint8_t>(shape);
+    {
+      py::gil_scoped_release release;
+      conv2d_relu_pool_forward(a.s, a.F, a.x, a.w, bp, kh, kw, p.mutable_data(),
+                               arg.mutable_data(), algo);
+    }
+    return py::make_tuple(p, arg);
+  }, py::arg("x"), py::arg("w"), py::arg("b").none(true), py::arg("sh"), py::arg("sw"),
+     py::arg("padding"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"),
+     py::arg("kh"), py::arg("kw"), py::arg("algorithm") = "auto",
+     "conv2d with a fused ReLU, then a max pool of kh x kw windows at stride (kh, kw) without "
+     "padding: (p, arg), the pool's output and the index (uint8, row-major in the window) of "
+     "each window's first maximum, for _conv2d_pool_backward");
+
+  m.def("_conv2d_pool_backward", [](const py::array& x, const py::array& w, const py::object& y,
                                     const py::array& p, const py::array& dp, int64_t kh,
                                     int64_t kw, int64_t sh, int64_t sw, const std::string& mode,
                                     int64_t ph, int64_t pw, int64_t dh, int64_t dw, bool need_dx,
-                                    bool need_dw, bool need_db, const std::string& algorithm) {
+                                    bool need_dw, bool need_db, const std::string& algorithm,
+                                    const py::object& arg) {
     const char* fn = "_conv2d_pool_backward";
     const ConvAlgorithm algo = algorithm_arg(algorithm, fn);
     const ConvArgs a = conv_args(x, w, sh, sw, mode, ph, pw, dh, dw, fn);
@@ -193,22 +223,39 @@ void bind_conv(py::module_& m) {
                    ", ", a.F, "), got ", shape_str(arr));
       return in_f32(arr, fn, name);
     };
-    const float* yp = shaped(y, "y", a.s.h.out, a.s.w.out);
-    const PoolGrad pool{kh, kw, shaped(p, "p", a.s.h.out / kh, a.s.w.out / kw),
-                        shaped(dp, "dp", a.s.h.out / kh, a.s.w.out / kw)};
+    PoolGrad pool{kh, kw, shaped(p, "p", a.s.h.out / kh, a.s.w.out / kw),
+                  shaped(dp, "dp", a.s.h.out / kh, a.s.w.out / kw)};
+    const float* yp = nullptr;
+    if (!arg.is_none()) {  // the maxima's places instead of y (an index past the
+                           // window's cells matches none: that window passes nothing)
+      if (!py::isinstance<py::array_t<uint8_t>>(arg))
+        throw py::type_error(str_cat(fn, ": argument 'arg' must be a uint8 array or None"));
+      const auto arr = py::reinterpret_borrow<py::array>(arg);
+      FASTNN_CHECK(arr.ndim() == 4 && std::equal(p.shape(), p.shape() + 4, arr.shape()) &&
+                       is_c_contiguous_aligned(arr),
+                   fn, ": argument 'arg' must be C-contiguous and of p's shape ", shape_str(p),
+                   ", got ", shape_str(arr));
+      pool.arg = static_cast<const uint8_t*>(arr.data());
+    } else {
+      if (!py::isinstance<py::array>(y))
+        throw py::type_error(str_cat(fn, ": argument 'y' must be a float32 array when 'arg' "
+                                         "is None"));
+      yp = shaped(py::reinterpret_borrow<py::array>(y), "y", a.s.h.out, a.s.w.out);
+    }
     Grads g(x, w, a.F, need_dx, need_dw, need_db);
     {
       py::gil_scoped_release release;
       conv2d_pool_backward(a.s, a.F, a.x, a.w, yp, pool, g.dx, g.dw, g.db, algo);
     }
     return g.tuple();
-  }, py::arg("x"), py::arg("w"), py::arg("y"), py::arg("p"), py::arg("dp"), py::arg("kh"),
+  }, py::arg("x"), py::arg("w"), py::arg("y").none(true), py::arg("p"), py::arg("dp"), py::arg("kh"),
      py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("padding"), py::arg("ph"),
      py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("need_dx"), py::arg("need_dw"),
-     py::arg("need_db"), py::arg("algorithm") = "auto",
+     py::arg("need_db"), py::arg("algorithm") = "auto", py::arg("arg").none(true) = py::none(),
      "conv2d_backward of a convolution with a fused ReLU (output y) followed by a max pool of "
      "kh x kw windows at stride (kh, kw) without padding (output p), from dp, the gradient of "
-     "p: (dx, dw, db), None where not asked for");
+     "p: (dx, dw, db), None where not asked for; arg (from _conv2d_relu_max_pool) may stand "
+     "for y");
 }
 
 }  // namespace fastnn

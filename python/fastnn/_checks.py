@@ -125,6 +125,20 @@ def conv_window(stride, pad, dilation, fn):
     return pair(stride, "stride", fn) + (mode, ph, pw) + pair(dilation, "dilation", fn)
 
 
+def conv_output_size(size, kernel, window):
+    """(OH, OW) of a convolution of an image of `size` (H, W) with a kernel
+    of `kernel` (KH, KW) under `window` (conv_window's tuple)."""
+    sh, sw, mode, ph, pw, dh, dw = window
+    out = []
+    for n, k, s, p, d in ((size[0], kernel[0], sh, ph, dh), (size[1], kernel[1], sw, pw, dw)):
+        if mode == "same":
+            out.append(-(-n // s))
+        else:
+            pad = 2 * p if mode == "explicit" else 0
+            out.append(max((n + pad - d * (k - 1) - 1) // s + 1, 0))
+    return tuple(out)
+
+
 def pool_window(pool_size, strides, pad, fn):
     """(kh, kw, sh, sw, mode) as the pooling bindings take them."""
     kh, kw = pair(pool_size, "pool_size", fn)

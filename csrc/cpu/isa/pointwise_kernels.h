@@ -54,6 +54,17 @@ struct PointwiseKernels {
   void (*pool_relu_grad)(int64_t windows, int64_t kh, int64_t kw, int64_t F, const float* y,
                          int64_t y_row, const float* p, const float* dp, float* g,
                          int64_t g_cell, int64_t g_row, float* sums);
+  // The same from the index of each window's first maximum (arg, windows x
+  // F, 0 .. kh*kw-1 in row-major order) instead of y.
+  void (*pool_arg_grad)(int64_t windows, int64_t kh, int64_t kw, int64_t F, const uint8_t* arg,
+                        const float* p, const float* dp, float* g, int64_t g_cell, int64_t g_row,
+                        float* sums);
+  // Max pooling of `groups` windows of `cells` cells of F values each, cell
+  // j of window i at src + i * stride + coff[j]: p (groups x F) the maxima
+  // (NaN if any cell is NaN), arg the index of the first cell holding each
+  // (of the first NaN).
+  void (*max_pool_groups)(int64_t groups, int64_t cells, int64_t F, const float* src,
+                          int64_t stride, const int64_t* coff, float* p, uint8_t* arg);
 
   // The activations of pointwise_math.h's list, indexed by Activation:
   // y = f(x; param) and dx = dy * f'(x; param), through the input x.

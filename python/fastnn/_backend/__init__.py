@@ -24,8 +24,10 @@ for _name in _SAME_SIGNATURE:
     setattr(CPU, _name, staticmethod(getattr(_C, _name)))
     setattr(GPU, _name, staticmethod(_gpu.call(_name)))
 CPU.affine_warp = staticmethod(_C.affine_warp)  # augmentation runs on the host only
-# a convolution's backward through the ReLU and max pool after it, in one pass (functional.conv)
+# a convolution with a ReLU and the max pool after it, forward and backward in one pass
+# each (functional.conv)
 CPU.conv2d_pool_backward = staticmethod(_C._conv2d_pool_backward)
+CPU.conv2d_relu_max_pool = staticmethod(_C._conv2d_relu_max_pool)
 
 
 def of(a):

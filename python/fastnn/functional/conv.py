@@ -47,6 +47,39 @@ def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None)
     return _record(out, (x, w) if b is None else (x, w, b), backward, "Conv2dBackward")
 
 
+def _conv2d_relu_max_pool(x, w, b, stride, padding, dilation, pool_size):
+    """max_pool2d(conv2d(x, w, b, stride, padding, dilation, activation="relu"),
+    pool_size) as one op, for a pool whose windows tile the convolution's
+    output (strides = pool_size, "valid"): the convolution's output is
+    pooled as it is computed and not kept, and the backward goes through
+    the pool, the ReLU and the convolution in one pass. None where it cannot
+    run (not on the CPU, or the pool does not fit the output): then the two
+    ops are for the caller to run."""
+    x = _image(x, "conv2d")
+    w = _tensor(w, "conv2d", "w")
+    b = None if b is None else _tensor(b, "conv2d", "b")
+    xp = _xp("conv2d", x, w, b)
+    if not hasattr(xp, "conv2d_relu_max_pool"):
+        return None
+    window = _checks.conv_window(stride, padding, dilation, "conv2d")
+    kh, kw = _checks.pair(pool_size, "pool_size", "max_pool2d")
+    oh, ow = _checks.conv_output_size(x._data.shape[1:3], w._data.shape[:2], window)
+    if oh < kh or ow < kw or kh * kw > 255:
+        return None
+    dx, dw = xp.kernel_input(x._data), xp.kernel_input(w._data)
+    db = None if b is None else xp.kernel_input(b._data)
+    out, arg = xp.conv2d_relu_max_pool(dx, dw, db, *window, kh, kw)
+    if not (_mode.enabled and (x._rg or w._rg or (b is not None and b._rg))):
+        return _wrap(out)
+
+    def backward(g):
+        gx, gw, gb = xp.conv2d_pool_backward(dx, dw, None, out, xp.kernel_input(g), kh, kw,
+                                             *window, x._rg, w._rg, b is not None and b._rg,
+                                             arg=arg)
+        return (gx, gw) if b is None else (gx, gw, gb)
+    return _record(out, (x, w) if b is None else (x, w, b), backward, "Conv2dReluMaxPoolBackward")
+
+
 def _pool(name, doc):
     label = "".join(p.capitalize() for p in name.split("_")) + "Backward"
 

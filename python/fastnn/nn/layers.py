@@ -7,6 +7,7 @@ import numpy as np
 from .. import _checks
 from .. import functional as F
 from ..autograd import no_grad
+from ..functional.conv import _conv2d_relu_max_pool
 from ..tensor import Tensor
 from .activations import _activation_name, get_activation
 from .layer import Layer
@@ -84,13 +85,27 @@ class Conv2D(Layer):
             raise ValueError(f"Conv2D: expected an input of shape (batch, height, width, {cin}) "
                              f"(the layer was built for {cin} channels), got shape {shape}")
 
+    def _relu(self):
+        return isinstance(self.activation, str) and self.activation.lower() == "relu"
+
     def forward(self, x):
         x = self._prepare(x)
         args = dict(stride=_compact(self.strides), padding=self.padding,
                     dilation=_compact(self.dilation_rate))
-        if isinstance(self.activation, str) and self.activation.lower() == "relu":
+        if self._relu():
             return F.conv2d(x, self.kernel, self.bias, activation="relu", **args)
         return self._act(F.conv2d(x, self.kernel, self.bias, **args))
+
+    def _forward_with(self, following, x):
+        """A ReLU convolution and the max pool after it whose windows tile its
+        output, in one op: its output is pooled as it is computed."""
+        if not (type(self) is Conv2D and type(following) is MaxPooling2D and self._relu()
+                and following.strides == following.pool_size and following.padding == "valid"):
+            return None
+        x = self._prepare(x)
+        return _conv2d_relu_max_pool(x, self.kernel, self.bias, _compact(self.strides),
+                                     self.padding, _compact(self.dilation_rate),
+                                     _compact(following.pool_size))
 
     def extra_repr(self):
         s = f"filters={self.filters}, kernel_size={self.kernel_size}"

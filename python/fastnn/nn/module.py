@@ -35,6 +35,11 @@ class Module:
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__}.forward is not implemented")
 
+    def _forward_with(self, following, x):
+        """following(self(x)) computed as one op, or None (most modules) when
+        the two run one after the other (Sequential asks)."""
+        return None
+
     # ------------------------------------------------------------ registration
     def __setattr__(self, name, value):
         registries = self.__dict__.get("_parameters"), self.__dict__.get("_buffers"), \
@@ -321,8 +326,17 @@ class Sequential(_Container):
         return self._append(layer, f"{type(self).__name__}.add", "layer")
 
     def forward(self, x):
-        for layer in self._modules.values():
-            x = layer(x)
+        layers = list(self._modules.values())
+        i = 0
+        while i < len(layers):
+            # a layer may run together with the next one (Conv2D + MaxPooling2D)
+            fused = layers[i]._forward_with(layers[i + 1], x) if i + 1 < len(layers) else None
+            if fused is None:
+                x = layers[i](x)
+                i += 1
+            else:
+                x = fused
+                i += 2
         return x
 
     @property
