@@ -49,17 +49,38 @@ int threads_for(int64_t M, int64_t N, int64_t K) {
   return std::max(1, useful);
 }
 
-// Splits a grid of `rows` x `cols` tiles over `nt` threads as a tm x tn
-// thread grid, choosing the split that gives the busiest thread the fewest
-// tiles (rows first on ties: a thread then reuses its A panel longest).
-void split_grid(int64_t rows, int64_t cols, int nt, int& tm, int& tn) {
+// Range [b, e) of `n` items for part `t` of `parts`.
+inline void part(int64_t n, int t, int parts, int64_t& b, int64_t& e) {
+  b = n * t / parts;
+  e = n * (t + 1) / parts;
+}
+
+// The most elements of an extent `size`, cut into units of `unit` (the last
+// one short), that any of `parts` parts of the units gets.
+int64_t busiest_part(int64_t size, int64_t unit, int parts) {
+  const int64_t units = ceil_div(size, unit);
+  int64_t most = 0;
+  for (int t = 0; t < parts; ++t) {
+    int64_t b, e;
+    part(units, t, parts, b, e);
+    most = std::max(most, std::min(size, e * unit) - std::min(size, b * unit));
+  }
+  return most;
+}
+
+// Splits M x N, in strips of MR rows and panels of NR columns, over `nt`
+// threads as a tm x tn thread grid, choosing the split that gives the
+// busiest thread the fewest elements of C (rows first on ties: a thread
+// then reuses its A panel longest). Elements, not tiles: a short last
+// strip (M = 64 is five strips of 12 and one of 4) is counted as short.
+void split_grid(int64_t M, int64_t N, int64_t MR, int64_t NR, int nt, int& tm, int& tn) {
   int64_t best = -1;
   tm = nt;
   tn = 1;
   for (int m = nt; m >= 1; --m) {
     if (nt % m) continue;
     const int n = nt / m;
-    const int64_t load = ceil_div(rows, m) * ceil_div(cols, n);
+    const int64_t load = busiest_part(M, MR, m) * busiest_part(N, NR, n);
     if (best < 0 || load < best) {
       best = load;
       tm = m;
@@ -68,11 +89,6 @@ void split_grid(int64_t rows, int64_t cols, int nt, int& tm, int& tn) {
   }
 }
 
-// Range [b, e) of `n` items for part `t` of `parts`.
-inline void part(int64_t n, int t, int parts, int64_t& b, int64_t& e) {
-  b = n * t / parts;
-  e = n * (t + 1) / parts;
-}
 
 // N narrower than one register tile: dot products along K. Needs the rows
 // of op(A) contiguous in k (the caller checks); op(B) is transposed into a
@@ -136,7 +152,7 @@ void gemm_blocked(const GemmKernels& kr, int nt, int64_t M, int64_t N, int64_t K
       const int64_t panels = ceil_div(nc, NR);
       const int64_t packed0 = std::min(full_in_place, panels);  // first packed panel
       int tm, tn;
-      split_grid(strips, panels, nt_actual, tm, tn);
+      split_grid(M, nc, MR, NR, nt_actual, tm, tn);
       int64_t s0, s1, p0, p1;
       part(strips, t / tn, tm, s0, s1);
       part(panels, t % tn, tn, p0, p1);
