@@ -78,30 +78,36 @@ struct Padded {
   Window2d s;
   const float* x;
 };
+// N images of H x W pixels of C floats with zero borders of top, bottom,
+// left and right pixels, in the calling thread's conv_pad buffer.
+const float* pad_images(int64_t N, int64_t H, int64_t W, int64_t C, int64_t top, int64_t bottom,
+                        int64_t left, int64_t right, const float* x) {
+  const int64_t HP = H + top + bottom, row = (W + left + right) * C;
+  float* xp = workspace(Slot::conv_pad, checked_mul(N * HP, row));
+  const int64_t rows = N * HP;
+  parallel_for(rows, threads_for(double(rows * row) * 16.0, rows), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float* dst = xp + r * row;
+      const int64_t n = r / HP, ih = r % HP - top;
+      if (ih < 0 || ih >= H) {
+        std::memset(dst, 0, size_t(row) * sizeof(float));
+        continue;
+      }
+      std::memset(dst, 0, size_t(left * C) * sizeof(float));
+      std::memcpy(dst + left * C, x + (n * H + ih) * W * C, size_t(W * C) * sizeof(float));
+      std::memset(dst + (left + W) * C, 0, size_t(right * C) * sizeof(float));
+    }
+  });
+  return xp;
+}
+
 Padded pad_image(const Window2d& s, const float* x) {
   Window2d sp = s;
   sp.h.in = s.h.in + s.h.pad_before + s.h.pad_after;
   sp.w.in = s.w.in + s.w.pad_before + s.w.pad_after;
   sp.h.pad_before = sp.h.pad_after = sp.w.pad_before = sp.w.pad_after = 0;
-  const int64_t C = s.c, row = sp.w.in * C;
-  float* xp = workspace(Slot::conv_pad, checked_mul(checked_mul(s.n * sp.h.in, sp.w.in), C));
-  const int64_t rows = s.n * sp.h.in;
-  parallel_for(rows, threads_for(double(rows * row) * 16.0, rows), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      float* dst = xp + r * row;
-      const int64_t n = r / sp.h.in, ih = r % sp.h.in - s.h.pad_before;
-      if (ih < 0 || ih >= s.h.in) {
-        std::memset(dst, 0, size_t(row) * sizeof(float));
-        continue;
-      }
-      std::memset(dst, 0, size_t(s.w.pad_before * C) * sizeof(float));
-      std::memcpy(dst + s.w.pad_before * C, x + (n * s.h.in + ih) * s.w.in * C,
-                  size_t(s.w.in * C) * sizeof(float));
-      std::memset(dst + (s.w.pad_before + s.w.in) * C, 0,
-                  size_t(s.w.pad_after * C) * sizeof(float));
-    }
-  });
-  return {sp, xp};
+  return {sp, pad_images(s.n, s.h.in, s.w.in, s.c, s.h.pad_before, s.h.pad_after,
+                         s.w.pad_before, s.w.pad_after, x)};
 }
 
 // Offsets of the K = KH*KW*C elements (tap, channel) of a window from its
@@ -434,6 +440,24 @@ void direct_backward_data(const Window2d& s, int64_t F, const float* dy, const f
   }
   if (s.h.stride > 1 || s.w.stride > 1 || C < kShortRun)
     return backward_data_scatter(s, F, dy, w, dx);
+  // Input pixels near the border take some taps from outside dy, and
+  // strips holding one are gathered (on small maps, most strips): dy with
+  // zero borders such that every tap lands inside costs less.
+  {
+    const int64_t reach_h = (s.h.k - 1) * s.h.dilation, reach_w = (s.w.k - 1) * s.w.dilation;
+    const int64_t top = reach_h - s.h.pad_before, left = reach_w - s.w.pad_before;
+    const int64_t bottom = s.h.in + s.h.pad_before - s.h.out;
+    const int64_t right = s.w.in + s.w.pad_before - s.w.out;
+    if ((top | left | bottom | right) > 0 && s.h.in * s.w.in >= 64) {
+      Window2d sp = s;
+      sp.h.out = s.h.in + reach_h;
+      sp.w.out = s.w.in + reach_w;
+      sp.h.pad_before = sp.h.pad_after = reach_h;
+      sp.w.pad_before = sp.w.pad_after = reach_w;
+      return direct_backward_data(
+          sp, F, pad_images(s.n, s.h.out, s.w.out, F, top, bottom, left, right, dy), w, dx);
+    }
+  }
   // wt (Kd x C): row (t, f), column c = w[t, c, f]
   float* bp = workspace(Slot::conv_b, checked_mul(Kd, ceil_div(C, kr.nr) * kr.nr));
   pack_panels(Kd, C, kr.nr, [&](int64_t k, int64_t c) { return w[(k / F * C + c) * F + k % F]; },
