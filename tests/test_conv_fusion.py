@@ -300,13 +300,31 @@ def test_sequential_runs_conv_relu_and_max_pool_as_one_op(padding, pool, fused_f
         assert np.abs(g - want).max() <= 1e-5 * np.abs(want).max()
 
 
+def test_keras_layers_fuse_as_fastnns_do(fused_forwards):
+    from fastnn.keras import layers as kl
+    x = np.random.default_rng(8).standard_normal((2, 10, 10, 3)).astype(np.float32)
+    model = fastnn.keras.models.Sequential([kl.Conv2D(4, (3, 3), activation="relu"),
+                                            kl.MaxPooling2D((2, 2))])
+    model.build(x.shape)
+    out = model(fastnn.tensor(x)).numpy()
+    assert fused_forwards == [(2, 2)]
+    want = model.layers[1](model.layers[0](fastnn.tensor(x))).numpy()
+    assert_same_bits(out, want, "output")
+
+
+class _Doubled(fastnn.nn.Conv2D):
+    def forward(self, x):
+        return super().forward(x) * 2.0
+
+
 @pytest.mark.parametrize("layers", [
+    lambda nn: [_Doubled(4, 3, activation="relu"), nn.MaxPooling2D(2)],  # its own forward
     lambda nn: [nn.Conv2D(4, 3), nn.MaxPooling2D(2)],  # no ReLU
     lambda nn: [nn.Conv2D(4, 3, activation="relu"), nn.MaxPooling2D(3, strides=2)],
     lambda nn: [nn.Conv2D(4, 3, activation="relu"), nn.MaxPooling2D(2, padding="same")],
     lambda nn: [nn.Conv2D(4, 3, activation="relu"), nn.AveragePooling2D(2)],
     lambda nn: [nn.Conv2D(4, 3, activation="relu"), nn.MaxPooling2D(8)],  # larger than the map
-], ids=["linear", "overlapping", "same", "average", "too large"])
+], ids=["subclass", "linear", "overlapping", "same", "average", "too large"])
 def test_sequential_runs_other_pairs_one_by_one(layers, fused_forwards):
     layers = layers(fastnn.nn)
     x = np.random.default_rng(7).standard_normal((2, 9, 9, 2)).astype(np.float32)
