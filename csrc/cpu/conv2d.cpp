@@ -375,6 +375,58 @@ void direct_forward(const Window2d& s, int64_t F, const float* x, const float* w
              b, relu, Hook{rows, pk, cells, F, coff.data(), *pool});
 }
 
+// dx for stride 1 and very few channels in and out (LeNet's first layer:
+// 1 -> 6), with pixels in the vector lanes. dy is first laid out channel by
+// channel, each plane with zero borders such that every tap of every input
+// pixel lands inside it; then for each tap and f, the whole plane of dx's
+// channel c (rows S floats apart, like dy's planes) takes w[tap, c, f]
+// times dy's plane f shifted by the tap: one long axpy. The columns past W
+// are scratch. Each image is one thread's, summed in a fixed order: the
+// same bits for any thread count.
+bool backward_data_by_planes(const Window2d& s, int64_t F) {
+  return s.h.stride == 1 && s.w.stride == 1 && s.c * F <= 16 && s.w.in >= 8;
+}
+
+void backward_data_planes(const Window2d& s, int64_t F, const float* dy, const float* w,
+                          float* dx) {
+  const PointwiseKernels& pk = active_kernels<PointwiseKernels>();
+  const int64_t C = s.c, H = s.h.in, W = s.w.in, OH = s.h.out, OW = s.w.out;
+  const int64_t rh = (s.h.k - 1) * s.h.dilation, rw = (s.w.k - 1) * s.w.dilation;
+  // dy's planes: output pixel (oh, ow) at (oh + rh, ow + rw); input pixel
+  // (ih, iw) takes tap (kh, kw) from (ih + pad + rh - kh * dh, ...)
+  const int64_t R = OH + 2 * rh, S = OW + 2 * rw, plane = checked_mul(R, S);
+  const int nt = threads_for(2.0 * double(s.n * H * W) * double(C * F * s.h.k * s.w.k), s.n);
+  // per thread: one image's planes, S floats of slack (a plane's last row is
+  // read S wide), and dx's plane
+  const int64_t per_thread = checked_mul(F, plane) + S + H * S;
+  float* buf = workspace(Slot::conv_pad, checked_mul(nt, per_thread));
+  parallel_region(nt, [&](int t, int nt_actual) {
+    float* pn = buf + t * per_thread;
+    float* acc = pn + F * plane + S;
+    for (int64_t n = s.n * t / nt_actual; n < s.n * (t + 1) / nt_actual; ++n) {
+      std::fill(pn, pn + F * plane + S, 0.0f);
+      const float* dyn = dy + n * OH * OW * F;
+      for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow)
+          for (int64_t f = 0; f < F; ++f)
+            pn[f * plane + (oh + rh) * S + ow + rw] = dyn[(oh * OW + ow) * F + f];
+      float* dxn = dx + n * H * W * C;
+      for (int64_t c = 0; c < C; ++c) {
+        std::fill(acc, acc + H * S, 0.0f);
+        for (int64_t f = 0; f < F; ++f)
+          for (int64_t kh = 0; kh < s.h.k; ++kh)
+            for (int64_t kw = 0; kw < s.w.k; ++kw) {
+              const int64_t at = (s.h.pad_before + rh - kh * s.h.dilation) * S +
+                                 s.w.pad_before + rw - kw * s.w.dilation;
+              pk.axpy(H * S, w[((kh * s.w.k + kw) * C + c) * F + f], pn + f * plane + at, acc);
+            }
+        for (int64_t ih = 0; ih < H; ++ih)
+          for (int64_t iw = 0; iw < W; ++iw) dxn[(ih * W + iw) * C + c] = acc[ih * S + iw];
+      }
+    }
+  });
+}
+
 // dx by scattering: for a block of output pixels of one image, their
 // windows' gradients cols (pixels x K) = dy (pixels x F) . w^T (F x K),
 // each then added into dx over its window. For strides > 1 and short
@@ -438,6 +490,7 @@ void direct_backward_data(const Window2d& s, int64_t F, const float* dy, const f
     std::fill(dx, dx + Q * C, 0.0f);
     return;
   }
+  if (backward_data_by_planes(s, F)) return backward_data_planes(s, F, dy, w, dx);
   if (s.h.stride > 1 || s.w.stride > 1 || C < kShortRun)
     return backward_data_scatter(s, F, dy, w, dx);
   // Input pixels near the border take some taps from outside dy, and

@@ -41,7 +41,8 @@ struct PointwiseKernels {
   // The gradient through a ReLU for rows x cols, rows ld floats apart:
   // g = dy where y > 0, else 0 (g = dy when y is null; g rows ldg apart; g
   // may be dy itself when ldg == ld, or null: not written); sums[j] += the
-  // column sums of g (when sums is not null), each added in row order.
+  // column sums of g (when sums is not null), each summed in a fixed order
+  // (row order, or for narrow rows stored back to back, by periods).
   void (*relu_mask_rows)(int64_t rows, int64_t cols, const float* y, const float* dy,
                          int64_t ld, float* g, int64_t ldg, float* sums);
   // A row of `windows` kh x kw max-pool windows at stride (kh, kw) over a
