@@ -17,17 +17,23 @@ from conftest import num_threads
 from fastnn import _C
 from fastnn._backend import CPU
 from reference import conv as ref
-from test_conv import ConvCase, assert_same_bits, check_conv_backward
+from test_conv import ConvCase, assert_same_bits, assert_within, conv_backward_tolerances
+
+
+def pool_pair(k):
+    return (k, k) if isinstance(k, int) else tuple(k)
 
 
 def pooled_case(case, k, seed, algorithm="auto"):
-    """x, w, the ReLU convolution's output y, its k x k max pool p, a
-    gradient dp of p, and the convolution's window as _C takes it."""
+    """x, w, the ReLU convolution's output y, its max pool p of k (or (kh,
+    kw)) windows, a gradient dp of p, and the convolution's window as _C
+    takes it."""
+    kh, kw = pool_pair(k)
     x, w, b = case.inputs(seed)
     w = (w / np.sqrt(case.kh * case.kw * case.c)).astype(np.float32)  # half the outputs > 0
     window = fastnn._checks.conv_window(case.stride, case.padding, case.dilation, "test")
     y = _C.conv2d(x, w, b, *window, True, algorithm)
-    p = _C.max_pool2d(y, k, k, k, k, "valid")
+    p = _C.max_pool2d(y, kh, kw, kh, kw, "valid")
     dp = np.random.default_rng(seed + 1).standard_normal(p.shape).astype(np.float32)
     return x, w, y, p, dp, window
 
@@ -35,7 +41,8 @@ def pooled_case(case, k, seed, algorithm="auto"):
 def composed_gradient(y, p, dp, k):
     """The convolution's output gradient: dp routed to each window's first
     maximum (float64 reference), then masked by the ReLU (y > 0)."""
-    (dy,) = ref.max_pool2d_backward(dp.astype(np.float64), y.astype(np.float64), k, k, "valid")
+    (dy,) = ref.max_pool2d_backward(dp.astype(np.float64), y.astype(np.float64), pool_pair(k),
+                                    pool_pair(k), "valid")
     return np.where(y > 0, dy, 0.0)
 
 
@@ -43,40 +50,58 @@ CASES = [
     (ConvCase(3, 32, 32, 3, 3, 3, 32), 2, "direct"),  # conv1: dw by rows, nothing written out
     (ConvCase(2, 17, 15, 3, 3, 3, 20, padding="same"), 2, "direct"),  # odd maps, padded copy
     (ConvCase(2, 12, 11, 5, 3, 3, 17), 3, "direct"),  # 3x3 pool, leftover row and column
+    (ConvCase(2, 13, 14, 4, 3, 3, 18), (2, 3), "direct"),  # windows wider than high
+    (ConvCase(2, 13, 14, 4, 3, 3, 18), (3, 1), "direct"),
+    (ConvCase(2, 21, 20, 3, 3, 2, 9, stride=2), 2, "direct"),  # by rows at stride 2
+    (ConvCase(2, 18, 19, 2, 3, 3, 8, dilation=2, padding="same"), 2, "direct"),
+    (ConvCase(2, 12, 12, 24, 1, 1, 40), 2, "direct"),  # 1x1: a GEMM
     (ConvCase(2, 15, 15, 32, 3, 3, 64), 2, "winograd4"),  # conv2: Winograd, dy written out
     (ConvCase(2, 6, 6, 64, 3, 3, 128), 2, "auto"),  # conv3
     (ConvCase(2, 9, 8, 24, 3, 3, 40, stride=2, padding="same"), 2, "direct"),
 ]
+NEEDS = [(True, True, True), (False, True, True), (False, True, False), (True, False, False),
+         (False, False, True), (True, True, False)]
 
 
 @pytest.mark.parametrize("case,k,algorithm", CASES, ids=str)
 def test_conv2d_pool_backward_is_the_three_backwards_composed(isa, threads, case, k, algorithm):
+    kh, kw = pool_pair(k)
     x, w, y, p, dp, window = pooled_case(case, k, 3, algorithm)
     assert (p > 0).any() and (p <= 0).any(), "the test needs windows on both sides of the ReLU"
     dy = composed_gradient(y, p, dp, k)
-    for needs in [(True, True, True), (False, True, True), (False, True, False),
-                  (True, False, False), (False, False, True)]:
-        got = _C._conv2d_pool_backward(x, w, y, p, dp, k, k, *window, *needs, algorithm)
+    for needs in NEEDS:
+        got = _C._conv2d_pool_backward(x, w, y, p, dp, kh, kw, *window, *needs, algorithm)
         for name, g, need in zip(("dx", "dw", "db"), got, needs):
             assert (g is None) == (not need), f"{name}: asked for {need}, got {g is not None}"
-        if all(needs) and algorithm == "direct":  # test_winograd.py bounds Winograd's error
-            check_conv_backward(got, x, w, dy, case.opts, f"{isa} {needs} ")
-        elif all(needs):  # Winograd: against the unfused kernels, given the same dy
-            want = _C.conv2d_backward(x, w, dy.astype(np.float32), *window, True, True, True,
-                                      algorithm)
+        if algorithm == "direct":  # test_winograd.py bounds Winograd's error
+            wants = ref.conv2d_backward(dy, x, w, **case.opts)
+            tols = conv_backward_tolerances(x, w, dy, case.opts)
+            for name, g, want, tol in zip(("dx", "dw", "db"), got, wants, tols):
+                if g is not None:
+                    assert_within(g, want, tol, f"{isa} {needs} {name}")
+        else:  # Winograd: against the unfused kernels, given the same dy
+            want = _C.conv2d_backward(x, w, dy.astype(np.float32), *window, *needs, algorithm)
             for name, g, exp in zip(("dx", "dw", "db"), got, want):
-                scale = np.abs(exp).max()
-                assert np.abs(g - exp).max() <= 1e-5 * scale, f"{name} against the unfused"
+                if g is not None:
+                    assert np.abs(g - exp).max() <= 1e-5 * np.abs(exp).max(), name
 
 
-@pytest.mark.parametrize("case,k,algorithm", CASES[:4], ids=str)
+def test_conv2d_pool_backward_of_a_pool_larger_than_the_map_is_zero():
+    x, w, y, _, _, window = pooled_case(ConvCase(2, 5, 5, 2, 3, 3, 4), 2, 4)
+    empty = np.zeros((2, 0, 0, 4), np.float32)  # a 5x5 pool of the 3x3 output
+    for needs in NEEDS[:2]:
+        dx, dw, db = _C._conv2d_pool_backward(x, w, y, empty, empty, 5, 5, *window, *needs)
+        assert not dw.any() and not db.any() and (dx is None or not dx.any())
+
+
+@pytest.mark.parametrize("case,k,algorithm", CASES[:6] + CASES[8:9], ids=str)
 def test_conv2d_pool_backward_gives_the_same_bits_at_1_and_2_threads(case, k, algorithm):
     x, w, y, p, dp, window = pooled_case(case._replace(n=8), k, 5, algorithm)
     runs = {}
     for n in (1, 2):
         with num_threads(n):
-            runs[n] = [_C._conv2d_pool_backward(x, w, y, p, dp, k, k, *window, need_dx, True,
-                                                True, algorithm) for need_dx in (True, False)]
+            runs[n] = [_C._conv2d_pool_backward(x, w, y, p, dp, *pool_pair(k), *window, need_dx,
+                                                True, True, algorithm) for need_dx in (True, False)]
     for a, b in zip(runs[1], runs[2]):
         for name, g1, g2 in zip(("dx", "dw", "db"), a, b):
             if g1 is not None:
@@ -173,6 +198,37 @@ def test_f_conv_output_used_twice_adds_the_pools_gradient_made(fused_calls):
     assert_close(got, chain_gradients(case, (2,), relu_inside=False, extra=extra), "used twice")
 
 
+def test_f_fused_backward_twice_with_retain_graph_gives_twice_the_gradient(fused_calls):
+    case = ConvCase(1, 10, 10, 3, 3, 3, 8)
+    x, w, b = case.inputs(12)
+    tw = fastnn.tensor(w / 5, requires_grad=True)
+    out = F.max_pool2d(F.conv2d(fastnn.tensor(x), tw, fastnn.tensor(b), activation="relu"), 2)
+    loss = out.sum()
+    loss.backward(retain_graph=True)
+    once = tw.grad.numpy().copy()
+    loss.backward()
+    assert len(fused_calls) == 2
+    assert np.allclose(tw.grad.numpy(), 2 * once, rtol=1e-6, atol=0)
+
+
+def test_f_two_pools_of_one_convolution_add_their_gradients(fused_calls):
+    case = ConvCase(1, 12, 12, 3, 3, 3, 8)
+    x, w, b = case.inputs(13)
+
+    def grads(relu_inside):
+        tw = fastnn.tensor(w / 5, requires_grad=True)
+        if relu_inside:
+            y = F.conv2d(fastnn.tensor(x), tw, fastnn.tensor(b), activation="relu")
+        else:
+            y = F.relu(F.conv2d(fastnn.tensor(x), tw, fastnn.tensor(b)))
+        (F.max_pool2d(y, 2).sum() + 2 * F.max_pool2d(y, 3).sum()).backward()
+        return tw.grad.numpy()
+    got = grads(True)
+    assert not fused_calls  # two consumers: the pools' gradients are made and added
+    want = grads(False)
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
 def test_f_pool_of_a_leaf_or_a_plain_convolution_gives_its_gradient(fused_calls):
     x = fastnn.tensor(np.random.default_rng(2).standard_normal((1, 4, 4, 2)).astype(np.float32),
                       requires_grad=True)
@@ -185,12 +241,12 @@ def test_f_pool_of_a_leaf_or_a_plain_convolution_gives_its_gradient(fused_calls)
 
 # ================================================================ the fused forward
 
-def maxima_places(y, k):
-    """The index (row-major in the window) of each k x k window's first
+def maxima_places(y, kh, kw):
+    """The index (row-major in the window) of each kh x kw window's first
     maximum, as the forward must give it (the first NaN where there is one)."""
     n, h, w, f = y.shape
-    win = y[:, :h // k * k, :w // k * k].reshape(n, h // k, k, w // k, k, f)
-    win = win.transpose(0, 1, 3, 2, 4, 5).reshape(n, h // k, w // k, k * k, f)
+    win = y[:, :h // kh * kh, :w // kw * kw].reshape(n, h // kh, kh, w // kw, kw, f)
+    win = win.transpose(0, 1, 3, 2, 4, 5).reshape(n, h // kh, w // kw, kh * kw, f)
     nan = np.isnan(win)
     first_nan = np.argmax(nan, axis=3)
     return np.where(nan.any(axis=3), first_nan, np.argmax(np.where(nan, -np.inf, win), axis=3))
@@ -199,21 +255,42 @@ def maxima_places(y, k):
 @pytest.mark.parametrize("case,k,algorithm", CASES, ids=str)
 def test_conv2d_relu_max_pool_is_the_pool_of_the_relu_convolution(isa, threads, case, k,
                                                                    algorithm):
+    kh, kw = pool_pair(k)
     x, w, y, p, dp, window = pooled_case(case, k, 13, algorithm)
     b = np.random.default_rng(14).standard_normal(case.f).astype(np.float32)
     y = _C.conv2d(x, w, b, *window, True, algorithm)
-    want = _C.max_pool2d(y, k, k, k, k, "valid")
-    got, arg = _C._conv2d_relu_max_pool(x, w, b, *window, k, k, algorithm)
+    want = _C.max_pool2d(y, kh, kw, kh, kw, "valid")
+    got, arg = _C._conv2d_relu_max_pool(x, w, b, *window, kh, kw, algorithm)
     assert_same_bits(got, want, f"{isa} pooled output")
-    assert arg.dtype == np.uint8 and np.array_equal(arg, maxima_places(y, k)), "arg"
+    assert arg.dtype == np.uint8 and np.array_equal(arg, maxima_places(y, kh, kw)), "arg"
     for need_dx in (True, False):  # arg stands for y in the backward, bit for bit
-        by_y = _C._conv2d_pool_backward(x, w, y, got, dp, k, k, *window, need_dx, True, True,
+        by_y = _C._conv2d_pool_backward(x, w, y, got, dp, kh, kw, *window, need_dx, True, True,
                                         algorithm)
-        by_arg = _C._conv2d_pool_backward(x, w, None, got, dp, k, k, *window, need_dx, True,
+        by_arg = _C._conv2d_pool_backward(x, w, None, got, dp, kh, kw, *window, need_dx, True,
                                           True, algorithm, arg=arg)
         for name, a, g in zip(("dx", "dw", "db"), by_y, by_arg):
             if a is not None:
                 assert_same_bits(g, a, f"{isa} {name} from arg")
+
+
+def test_nan_maxima_pass_no_gradient_on_the_rows_path():
+    case = ConvCase(2, 12, 12, 1, 1, 1, 3, bias=False)  # 1x1: y is x times w
+    x, _, _ = case.inputs(5)
+    w = np.ones((1, 1, 1, 3), np.float32)
+    x[0, 2, 3, 0] = np.nan
+    window = (1, 1, "valid", 0, 0, 1, 1)
+    p, arg = _C._conv2d_relu_max_pool(x, w, None, *window, 2, 2, "direct")
+    dp = np.ones_like(p)
+    _, dw, db = _C._conv2d_pool_backward(x, w, None, p, dp, 2, 2, *window, False, True, True,
+                                         arg=arg)
+    _, dw2, db2 = _C._conv2d_pool_backward(x, w, _C.conv2d(x, w, None, *window, True), p, dp, 2,
+                                           2, *window, False, True, True)
+    finite = np.isfinite(p)
+    assert not finite.all()
+    want_db = np.where(finite & (p > 0), dp, 0).sum(axis=(0, 1, 2))
+    assert np.allclose(db, want_db) and np.allclose(db2, want_db)
+    # dw takes x's NaN times a zero gradient: NaN, as any backward gives it
+    assert np.array_equal(dw, dw2, equal_nan=True) and np.isnan(dw).any()
 
 
 def test_conv2d_relu_max_pool_gives_nan_maxima_and_the_first_nan():
@@ -228,8 +305,9 @@ def test_conv2d_relu_max_pool_gives_nan_maxima_and_the_first_nan():
     assert (arg[0, 0, 0] == 3).all() and (arg[0, 0, 1] == 0).all()
 
 
-def test_conv2d_relu_max_pool_gives_the_same_bits_at_1_and_2_threads():
-    case = ConvCase(8, 32, 32, 3, 3, 3, 32)
+@pytest.mark.parametrize("case", [ConvCase(8, 32, 32, 3, 3, 3, 32),
+                                  ConvCase(8, 15, 15, 32, 3, 3, 64)], ids=str)
+def test_conv2d_relu_max_pool_gives_the_same_bits_at_1_and_2_threads(case):
     x, w, _, _, _, window = pooled_case(case, 2, 15)
     runs = {}
     for n in (1, 2):
@@ -284,10 +362,11 @@ def sequential_gradients(layers, x, fused):
     return out.numpy(), [p.grad.numpy() for p in model.parameters()]
 
 
-@pytest.mark.parametrize("padding,pool", [("valid", 2), ("same", 2), ("valid", 3)])
-def test_sequential_runs_conv_relu_and_max_pool_as_one_op(padding, pool, fused_forwards):
+@pytest.mark.parametrize("padding,pool,k", [("valid", 2, 3), ("same", 2, 3), ("valid", 3, 3),
+                                            ("valid", 2, 1)])
+def test_sequential_runs_conv_relu_and_max_pool_as_one_op(padding, pool, k, fused_forwards):
     from fastnn.nn import Conv2D, Dense, Flatten, MaxPooling2D
-    layers = [Conv2D(8, 3, activation="relu", padding=padding), MaxPooling2D(pool),
+    layers = [Conv2D(8, k, activation="relu", padding=padding), MaxPooling2D(pool),
               Conv2D(16, 3, activation="relu"), MaxPooling2D(2), Flatten(), Dense(5)]
     x = np.random.default_rng(6).standard_normal((3, 17, 16, 3)).astype(np.float32)
     sequential_gradients(layers, x, fused=False)  # builds the weights
@@ -324,7 +403,8 @@ class _Doubled(fastnn.nn.Conv2D):
     lambda nn: [nn.Conv2D(4, 3, activation="relu"), nn.MaxPooling2D(2, padding="same")],
     lambda nn: [nn.Conv2D(4, 3, activation="relu"), nn.AveragePooling2D(2)],
     lambda nn: [nn.Conv2D(4, 3, activation="relu"), nn.MaxPooling2D(8)],  # larger than the map
-], ids=["subclass", "linear", "overlapping", "same", "average", "too large"])
+    lambda nn: [nn.Conv2D(4, 3, activation="relu"), nn.MaxPooling2D(2, input_shape=(7, 7, 4))],
+], ids=["subclass", "linear", "overlapping", "same", "average", "too large", "input_shape"])
 def test_sequential_runs_other_pairs_one_by_one(layers, fused_forwards):
     layers = layers(fastnn.nn)
     x = np.random.default_rng(7).standard_normal((2, 9, 9, 2)).astype(np.float32)

@@ -150,9 +150,10 @@ struct NoHook {};
 // any other strip has its rows gathered by gather(pixel, k0, kc, dst)
 // (A[pixel, k0 : k0+kc] to dst). The bias and ReLU are applied as the last
 // K block's tiles are written. The threads split the strips.
-// With a hook (hook.rows, a multiple of MR): groups of hook.rows rows are
-// written to a scratch (rows x cols, in L1) instead, and hook(p0, m, rows)
-// takes each group from there (out is not used).
+// With a hook: groups of hook.rows rows (tiles of MR, the last one maybe
+// short) are written to a scratch (rows x cols) instead, and hook(p0, m,
+// scratch) takes each group from there while it is in cache (out is not
+// used).
 template <class Offsets, class Gather, class Hook = NoHook>
 void strip_gemm(const GemmKernels& kr, int64_t P, int64_t K, int64_t cols, const float* src,
                 const int64_t* koff, const Offsets& offsets, const Gather& gather,
@@ -163,7 +164,7 @@ void strip_gemm(const GemmKernels& kr, int64_t P, int64_t K, int64_t cols, const
   int64_t G = MR;  // rows an item
   if constexpr (hooked) G = hook.rows;
   constexpr int64_t kMaxMR = 32;
-  FASTNN_CHECK(MR <= kMaxMR && G % MR == 0, "conv2d: register tiles of ", MR, " rows");
+  FASTNN_CHECK(MR <= kMaxMR, "conv2d: register tiles of ", MR, " rows");
   const int64_t panels = ceil_div(cols, NR), items = ceil_div(P, G);
   const int nt = threads_for(2.0 * double(P) * double(K) * double(cols), items);
   // one gathered strip and one scratch group per thread, allocated here:
@@ -369,8 +370,10 @@ void direct_forward(const Window2d& s, int64_t F, const float* x, const float* w
                          out.arg + w0 * F);
     }
   };
-  // groups of whole windows, whole register tiles
-  const int64_t rows = std::lcm(int64_t(kr.mr), cells);
+  // groups of whole windows: whole register tiles when that takes at most 4
+  // tiles, else the fewest windows that fill one tile (the last tile short)
+  const int64_t MR = kr.mr, tiles_lcm = std::lcm(MR, cells);
+  const int64_t rows = tiles_lcm <= 4 * MR ? tiles_lcm : ceil_div(MR, cells) * cells;
   strip_gemm(kr, P, K, F, x, can_be_inside ? koff.data() : nullptr, offsets, gather, bp, nullptr,
              b, relu, Hook{rows, pk, cells, F, coff.data(), *pool});
 }
@@ -501,7 +504,10 @@ void direct_backward_data(const Window2d& s, int64_t F, const float* dy, const f
     const int64_t top = reach_h - s.h.pad_before, left = reach_w - s.w.pad_before;
     const int64_t bottom = s.h.in + s.h.pad_before - s.h.out;
     const int64_t right = s.w.in + s.w.pad_before - s.w.out;
-    if ((top | left | bottom | right) > 0 && s.h.in * s.w.in >= 64) {
+    // (padding past the window's reach on a side, explicit only: gathered as it is)
+    const bool fits = top >= 0 && left >= 0 && bottom >= 0 && right >= 0;
+    if (fits && top + left + bottom + right > 0 && s.h.in * s.w.in >= 64) {
+      // the padded problem has borders of 0 all round: this is not done again
       Window2d sp = s;
       sp.h.out = s.h.in + reach_h;
       sp.w.out = s.w.in + reach_w;
@@ -614,9 +620,11 @@ void backward_weight_by_rows(const Window2d& s, int64_t F, const float* x, const
     return;
   }
   const std::vector<int64_t> koff = window_offsets(s, s.w.in);
-  constexpr int64_t kBlocks = 64;  // more than any thread count here needs to share evenly
-  const int64_t per_block = ceil_div(groups, kBlocks), blocks = ceil_div(groups, per_block);
+  // more blocks than any thread count here needs to share evenly, but their
+  // partial sums in at most about 4 Mi floats
   const int64_t part = K * F + F;  // a block's dw, then its db
+  const int64_t most = std::clamp<int64_t>((int64_t(4) << 20) / part, 4, 64);
+  const int64_t per_block = ceil_div(groups, most), blocks = ceil_div(groups, per_block);
   const int nt = threads_for(2.0 * double(K) * double(groups * span * width) * double(F), blocks);
   float* parts = workspace(Slot::conv_c, checked_mul(blocks, part));
   // g's pixels are NR-padded (B rows must hold NR readable floats)
@@ -645,14 +653,19 @@ void backward_weight_by_rows(const Window2d& s, int64_t F, const float* x, const
       }
     }
   });
-  // dst[0:n] = the sum over the blocks of their parts at [at, at+n), in block order
-  auto sum_blocks = [&](int64_t at, int64_t n, float* dst) {
-    std::copy(parts + at, parts + at + n, dst);
-    for (int64_t blk = 1; blk < blocks; ++blk)
-      for (int64_t e = 0; e < n; ++e) dst[e] += parts[blk * part + at + e];
-  };
-  sum_blocks(0, K * F, dw);
-  if (db) sum_blocks(K * F, F, db);
+  // dw and db: the sums over the blocks of their parts, each element's in
+  // block order; the threads split the elements
+  parallel_for(part, threads_for(double(part * blocks), ceil_div(part, 1024)),
+               [&](int64_t e0, int64_t e1) {
+    for (int64_t e = e0; e < e1; ++e) {
+      float sum = parts[e];
+      for (int64_t blk = 1; blk < blocks; ++blk) sum += parts[blk * part + e];
+      if (e < K * F)
+        dw[e] = sum;
+      else if (db)
+        db[e - K * F] = sum;
+    }
+  });
 }
 
 // The weight gradient goes by rows (backward_weight_by_rows) for short
@@ -832,14 +845,21 @@ void conv2d_backward_weight(const Window2d& s, int64_t F, const float* x, const 
   direct_backward_weight(s, F, x, dy, dw);
 }
 
+// No dx (a first layer) and a weight gradient by rows: the output gradient
+// (the ReLU's mask, the pool's routing) is staged in that pass, not written.
+bool gradient_in_weight_pass(const Window2d& s, int64_t F, const float* dx, const float* dw,
+                             ConvAlgorithm algo) {
+  const int64_t P = s.n * s.h.out * s.w.out, K = s.h.k * s.w.k * s.c;
+  return !dx && dw && P > 0 && K > 0 && F > 0 && !is_pointwise(s) && weight_by_rows(s) &&
+         conv_winograd_tile(s, F, ConvPass::backward_weight, algo) == 0;
+}
+
 void conv2d_backward(const Window2d& s, int64_t F, const float* x, const float* w,
                      const float* dy, const float* y, float* dx, float* dw, float* db,
                      ConvAlgorithm algo) {
-  const int64_t P = s.n * s.h.out * s.w.out, K = s.h.k * s.w.k * s.c;
-  // No dx (a first layer) and a weight gradient by rows: the ReLU mask and
-  // the bias sums are taken in that pass over dy.
-  if (!dx && dw && P > 0 && K > 0 && F > 0 && !is_pointwise(s) && weight_by_rows(s) &&
-      conv_winograd_tile(s, F, ConvPass::backward_weight, algo) == 0)
+  const int64_t P = s.n * s.h.out * s.w.out;
+  // the ReLU mask and the bias sums taken in the weight gradient's pass over dy
+  if (gradient_in_weight_pass(s, F, dx, dw, algo))
     return weight_by_rows_padded(s, F, x, DyRows{dy, y, s.n * s.h.out, s.w.out, F}, dw, db);
   if (y && (dx || dw || db)) {
     float* g = workspace(Slot::conv_dy, checked_mul(P, F));
@@ -855,10 +875,9 @@ void conv2d_backward(const Window2d& s, int64_t F, const float* x, const float* 
 void conv2d_pool_backward(const Window2d& s, int64_t F, const float* x, const float* w,
                           const float* y, const PoolGrad& pool, float* dx, float* dw, float* db,
                           ConvAlgorithm algo) {
-  const int64_t P = s.n * s.h.out * s.w.out, K = s.h.k * s.w.k * s.c, OW = s.w.out;
+  const int64_t P = s.n * s.h.out * s.w.out, OW = s.w.out;
   const PooledRows rows{y, pool, s.n, s.h.out, OW, F};
-  if (!dx && dw && P > 0 && K > 0 && F > 0 && !is_pointwise(s) && weight_by_rows(s) &&
-      conv_winograd_tile(s, F, ConvPass::backward_weight, algo) == 0)
+  if (gradient_in_weight_pass(s, F, dx, dw, algo))
     return weight_by_rows_padded(s, F, x, rows, dw, db);
   // the convolution's output gradient written out, then its backward
   float* g = workspace(Slot::conv_dy, checked_mul(P, F));
@@ -892,9 +911,10 @@ void conv2d_relu_pool_forward(const Window2d& s, int64_t F, const float* x, cons
                               const float* b, int64_t kh, int64_t kw, float* p, uint8_t* arg,
                               ConvAlgorithm algo) {
   const PoolOut out{kh, kw, p, arg};
-  if (conv_winograd_tile(s, F, ConvPass::forward, algo) == 0)
+  // the same sums as conv2d_forward's: the direct path pooled in its tiles'
+  // scratch; Winograd and the 1x1 GEMM into a scratch, then pooled
+  if (conv_winograd_tile(s, F, ConvPass::forward, algo) == 0 && !is_pointwise(s))
     return direct_forward(s, F, x, w, b, true, nullptr, &out);
-  // Winograd: its output in a scratch, then pooled
   const PointwiseKernels& pk = active_kernels<PointwiseKernels>();
   const int64_t OH = s.h.out, OW = s.w.out, PH = OH / kh, PW = OW / kw, rows = s.n * PH;
   float* y = workspace(Slot::conv_dy, checked_mul(checked_mul(s.n * OH, OW), F));

@@ -36,6 +36,7 @@ def conv2d(x, w, b=None, stride=1, padding="valid", dilation=1, activation=None)
     def backward(g):
         need = (x._rg, w._rg, b is not None and b._rg)
         if type(g) is Deferred:  # from the max pool right after: through both in one pass
+            assert g.kind == "max_pool2d", g.kind  # the only op that offers one here
             p, dp, kh, kw = g.args
             gx, gw, gb = xp.conv2d_pool_backward(dx, dw, out, p, dp, kh, kw, *window, *need)
         else:  # the fused ReLU's gradient (g where out > 0) is taken inside the kernel

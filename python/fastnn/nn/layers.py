@@ -99,9 +99,14 @@ class Conv2D(Layer):
     def _forward_with(self, following, x):
         """A ReLU convolution and the max pool after it whose windows tile its
         output, in one op: its output is pooled as it is computed."""
-        # subclasses that compute something else (another forward) are left alone
-        if not (isinstance(following, MaxPooling2D) and type(self).forward is Conv2D.forward
-                and type(following).forward is MaxPooling2D.forward and self._relu()
+        # subclasses that compute something else (their own forward or __call__) are left
+        # alone, and so is a pool that checks its input's shape (built with input_shape)
+        if not (isinstance(following, MaxPooling2D) and self._relu()
+                and type(self).forward is Conv2D.forward
+                and type(following).forward is MaxPooling2D.forward
+                and type(self).__call__ is Layer.__call__
+                and type(following).__call__ is Layer.__call__
+                and following._input_shape is None
                 and following.strides == following.pool_size and following.padding == "valid"):
             return None
         x = self._prepare(x)
